@@ -1,1 +1,2 @@
-
+//! rat_memcache: a memcached-compatible cache.
+pub mod protocol;
