@@ -1,2 +1,3 @@
 //! rat_memcache: a memcached-compatible cache.
+pub mod config;
 pub mod protocol;

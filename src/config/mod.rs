@@ -1,0 +1,337 @@
+//! Command line, configuration file and logging setup for `rat_memcached`.
+//!
+//! A server that replaces memcached has to start from the command lines that already
+//! start memcached: init scripts, systemd units and container entry points written for
+//! memcached 1.6 pass flags such as `-p 11211 -U 0 -m 64 -c 1024 -t 4 -v`. This module
+//! turns such a command line, optionally on top of a TOML file, into one [`Settings`]
+//! value that the rest of the server reads and never has to re-validate.
+//!
+//! # Layers
+//!
+//! Settings are assembled in three layers, each overriding the one before:
+//!
+//! 1. the defaults ([`Settings::default`]): 127.0.0.1:11211, 64 MB of item memory,
+//!    1024 connections, one worker thread per CPU core, a 1 MB item limit;
+//! 2. the TOML file named by `--config FILE`, if any (see [`load_config_file`]);
+//! 3. the flags on the command line (see [`parse_args`]).
+//!
+//! Checks that involve several settings, such as "the item size limit may not exceed
+//! half of the memory limit", run once at the end, on the merged result, so a flag can
+//! repair a value from the file and an error names where each offending value came from.
+//!
+//! # memcached compatibility
+//!
+//! Every flag that memcached 1.6.18 lists in `memcached -h` is recognised, in its short
+//! and long spelling and with getopt's conventions (`-vv`, `-p11211`, `--port=11211`).
+//! Flags fall into four groups:
+//!
+//! * implemented: they fill a field of [`Settings`];
+//! * accepted without effect (slab tuning, `-o` sub-options, large pages, ...): their
+//!   value is still checked, and a line is added to [`Settings::notices`] so the operator
+//!   learns that the flag does nothing here;
+//! * refused: flags whose silent omission would change what clients can reach or who may
+//!   reach it (unix sockets, UDP, SASL, TLS) stop the start with an explanation;
+//! * informational: `-h`, `-V`, `-i` print text and exit ([`CliAction`]).
+//!
+//! # Errors
+//!
+//! Every error is a [`ConfigError`]: one line that names the flag or the config key at
+//! fault, and quotes memcached's own wording where memcached has a rule for it.
+
+mod builder;
+mod cli;
+mod file;
+mod logging;
+mod toml_value;
+mod units;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use cli::{help_text, parse_args};
+pub use file::{from_toml_str, load_config_file};
+pub use logging::init_logging;
+
+/// TCP port memcached and rat_memcached listen on by default.
+pub const DEFAULT_PORT: u16 = 11211;
+/// Item memory, in megabytes, when neither `-m` nor `[cache] max_memory_mb` is given.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// Largest item accepted by default (memcached's `-I 1m`).
+pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
+/// Simultaneous client connections allowed by default (memcached's `-c 1024`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Requests served per connection before yielding to others (memcached's `-R 20`).
+pub const DEFAULT_REQS_PER_EVENT: usize = 20;
+/// Worker threads when the number of CPU cores cannot be determined (memcached's default).
+pub const FALLBACK_THREADS: usize = 4;
+/// Disk budget of the persistent tier, in megabytes, when `[melange_db]` does not set one.
+pub const DEFAULT_MAX_DISK_SIZE_MB: u64 = 1024;
+
+/// Which wire protocols a connection may speak (memcached's `-B`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolMode {
+    /// Decide per connection from its first byte: 0x80 is binary, anything else text.
+    Auto,
+    /// Text protocol only (classic and meta commands).
+    Ascii,
+    /// Binary protocol only.
+    Binary,
+}
+
+impl ProtocolMode {
+    /// The name `-B` accepts and the config file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolMode::Auto => "auto",
+            ProtocolMode::Ascii => "ascii",
+            ProtocolMode::Binary => "binary",
+        }
+    }
+
+    /// The value memcached reports as `binding_protocol` in `stats settings`.
+    pub fn stats_name(self) -> &'static str {
+        match self {
+            ProtocolMode::Auto => "auto-negotiate",
+            ProtocolMode::Ascii => "ascii",
+            ProtocolMode::Binary => "binary",
+        }
+    }
+}
+
+/// How the in-memory tier chooses what to drop when it is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvictionStrategy {
+    /// Least recently used: the only strategy the store implements today.
+    Lru,
+    /// Least frequently used.
+    Lfu,
+    /// First in, first out.
+    Fifo,
+    /// Frequency-aware FIFO in the style of S3-FIFO; `"s3fifo"` is accepted as a synonym.
+    #[serde(alias = "s3fifo")]
+    Hybrid,
+}
+
+impl EvictionStrategy {
+    /// The name the config file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionStrategy::Lru => "lru",
+            EvictionStrategy::Lfu => "lfu",
+            EvictionStrategy::Fifo => "fifo",
+            EvictionStrategy::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the store can run with this strategy.
+    pub fn is_available(self) -> bool {
+        self == EvictionStrategy::Lru
+    }
+}
+
+/// Settings of the persistent L2 tier (`[melange_db]`).
+///
+/// They are parsed and validated so that configuration files written for the full
+/// product load unchanged, but the tier itself is not built yet: a `data_dir` produces a
+/// startup notice saying it is ignored, and the cache stays memory-only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2Settings {
+    /// Directory of the on-disk database; `None` keeps the cache memory-only.
+    pub data_dir: Option<PathBuf>,
+    /// Upper bound of the database size on disk, in megabytes.
+    pub max_disk_size_mb: u64,
+    /// Whether values are LZ4-compressed before they are written to disk.
+    pub enable_compression: bool,
+}
+
+impl Default for L2Settings {
+    fn default() -> Self {
+        L2Settings {
+            data_dir: None,
+            max_disk_size_mb: DEFAULT_MAX_DISK_SIZE_MB,
+            enable_compression: true,
+        }
+    }
+}
+
+/// Everything the server needs to know to start, validated and with addresses resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// TCP addresses to listen on (`-l`, `--bind`, `[server] listen`), never empty.
+    pub listen: Vec<SocketAddr>,
+    /// UDP port (`-U`); always 0 because the UDP transport is not available yet.
+    pub udp_port: u16,
+    /// Item memory limit in bytes (`-m` megabytes, `[cache] max_memory_mb`).
+    pub max_memory_bytes: usize,
+    /// Upper bound on the number of items (`[cache] max_entries`); `None` = no bound.
+    pub max_entries: Option<usize>,
+    /// Simultaneous client connections (`-c`, `[server] max_connections`).
+    pub max_connections: usize,
+    /// Reactor worker threads (`-t`, `[performance] worker_threads`).
+    pub threads: usize,
+    /// Largest accepted item in bytes (`-I`, `[server] max_item_size`).
+    pub max_item_size: usize,
+    /// Log verbosity: 0 warnings, 1 info (`-v`), 2 debug (`-vv`), 3+ trace (`-vvv`).
+    pub verbosity: u8,
+    /// Whether the ASCII `shutdown` command is honoured (`-A`).
+    pub enable_shutdown: bool,
+    /// Whether `flush_all` is honoured (`-F` turns it off).
+    pub flush_enabled: bool,
+    /// Whether CAS values are kept and checked (`-C` turns it off).
+    pub cas_enabled: bool,
+    /// Whether the store may evict items to make room (`-M` turns it off: a store that
+    /// is full then answers `SERVER_ERROR out of memory storing object`, like memcached).
+    pub evictions_enabled: bool,
+    /// Which protocols clients may speak (`-B`).
+    pub protocol: ProtocolMode,
+    /// Requests served per connection before moving to the next one (`-R`).
+    pub reqs_per_event: usize,
+    /// User to switch to after binding, when started as root (`-u`).
+    pub run_as_user: Option<String>,
+    /// Whether to detach from the terminal (`-d`, `--daemon`).
+    pub daemonize: bool,
+    /// File to write the process id to (`-P`, `--pidfile`, `--pid-file`).
+    pub pid_file: Option<PathBuf>,
+    /// Eviction strategy of the in-memory tier (`[cache] eviction_strategy`).
+    pub eviction: EvictionStrategy,
+    /// TTL in seconds given to items stored with exptime 0; 0 keeps them forever, as
+    /// memcached does (`[ttl] default_ttl_seconds`).
+    pub default_ttl: u32,
+    /// Period in seconds of the background sweep of expired items
+    /// (`[ttl] cleanup_interval_seconds`).
+    pub cleanup_interval_secs: u32,
+    /// Settings of the persistent tier (`[melange_db]`), kept but not used yet.
+    pub l2: L2Settings,
+    /// Startup messages about accepted-but-ineffective flags and keys, to be logged at
+    /// warning level once logging is initialised.
+    pub notices: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT))],
+            udp_port: 0,
+            max_memory_bytes: (DEFAULT_MEMORY_MB as usize) * units::MEGABYTE,
+            max_entries: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            threads: default_threads(),
+            max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            verbosity: 0,
+            enable_shutdown: false,
+            flush_enabled: true,
+            cas_enabled: true,
+            evictions_enabled: true,
+            protocol: ProtocolMode::Auto,
+            reqs_per_event: DEFAULT_REQS_PER_EVENT,
+            run_as_user: None,
+            daemonize: false,
+            pid_file: None,
+            eviction: EvictionStrategy::Lru,
+            default_ttl: 0,
+            cleanup_interval_secs: 1,
+            l2: L2Settings::default(),
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// One worker thread per CPU core, as the architecture prescribes.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|cores| cores.get())
+        .unwrap_or(FALLBACK_THREADS)
+}
+
+/// What the binary should do after reading its command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CliAction {
+    /// Start the server with these settings.
+    Run(Settings),
+    /// Print this text to stdout and exit successfully (`--help`, `-i`/`--license`).
+    Help(String),
+    /// Print this line to stdout and exit successfully (`--version`).
+    Version(String),
+}
+
+/// A configuration problem, described in one line that names the flag or key at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+
+    /// The message, as `Display` prints it.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_memcached_and_the_spec() {
+        let settings = Settings::default();
+        assert_eq!(settings.listen, vec!["127.0.0.1:11211".parse().unwrap()]);
+        assert_eq!(settings.udp_port, 0);
+        assert_eq!(settings.max_memory_bytes, 64 * 1024 * 1024);
+        assert_eq!(settings.max_entries, None);
+        assert_eq!(settings.max_connections, 1024);
+        assert_eq!(
+            settings.threads,
+            std::thread::available_parallelism().unwrap().get()
+        );
+        assert_eq!(settings.max_item_size, 1024 * 1024);
+        assert_eq!(settings.verbosity, 0);
+        assert!(!settings.enable_shutdown);
+        assert!(settings.flush_enabled);
+        assert!(settings.cas_enabled);
+        assert!(settings.evictions_enabled);
+        assert_eq!(settings.protocol, ProtocolMode::Auto);
+        assert_eq!(settings.reqs_per_event, 20);
+        assert_eq!(settings.run_as_user, None);
+        assert!(!settings.daemonize);
+        assert_eq!(settings.pid_file, None);
+        assert_eq!(settings.eviction, EvictionStrategy::Lru);
+        assert_eq!(settings.default_ttl, 0);
+        assert_eq!(settings.cleanup_interval_secs, 1);
+        assert_eq!(settings.l2.data_dir, None);
+        assert!(settings.notices.is_empty());
+    }
+
+    #[test]
+    fn only_lru_is_available() {
+        assert!(EvictionStrategy::Lru.is_available());
+        for strategy in [
+            EvictionStrategy::Lfu,
+            EvictionStrategy::Fifo,
+            EvictionStrategy::Hybrid,
+        ] {
+            assert!(!strategy.is_available(), "{strategy:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_names_follow_memcached() {
+        assert_eq!(ProtocolMode::Auto.stats_name(), "auto-negotiate");
+        assert_eq!(ProtocolMode::Ascii.stats_name(), "ascii");
+        assert_eq!(ProtocolMode::Binary.as_str(), "binary");
+    }
+}
