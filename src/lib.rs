@@ -1,1 +1,3 @@
+//! rat_memcache: a memcached-compatible cache server and embeddable cache library.
 
+pub mod store;
