@@ -2,11 +2,16 @@
 //!
 //! A stripe tells its policy about every item that enters, is read or leaves, and asks it
 //! for a victim when the store needs room. Policies keep their per-item state in the
-//! [`Links`](super::item::Links) of each [`Slot`], so they allocate nothing per item and a
-//! bump is a few index writes under the stripe lock that is already held.
+//! [`Links`](super::item::Links) and the accessed bit of each [`Slot`], so they allocate
+//! nothing per item and work under the stripe lock that is already held.
 //!
-//! [`Lru`] is the policy in use: an intrusive doubly-linked list, most recently used at the
-//! head, the victim at the tail.
+//! [`Lru`] is the policy in use: an intrusive doubly-linked list, newest at the head, the
+//! victim at the tail. Like memcached's LRU it promotes lazily: a hit only marks its own
+//! slot, and a marked item is moved back to the head when it reaches the tail instead of
+//! being evicted. A get therefore writes nothing outside the item it reads (relinking on
+//! every hit would touch two neighbours and the list head, three more cache misses on a
+//! large cache), and eviction order stays that of LRU for everything that matters: an item
+//! read since it last reached the tail is never evicted before one that was not.
 
 use super::item::{Links, Slot, SlotIndex, NIL};
 
@@ -22,8 +27,8 @@ pub trait EvictionPolicy: Default {
     fn on_access(&mut self, slots: &mut [Slot], index: SlotIndex);
     /// An item is leaving the stripe.
     fn on_remove(&mut self, slots: &mut [Slot], index: SlotIndex);
-    /// The item to give up next, if any.
-    fn victim(&self, slots: &[Slot]) -> Option<SlotIndex>;
+    /// The item to give up next, if any (the policy may reorder its items to choose).
+    fn victim(&mut self, slots: &mut [Slot]) -> Option<SlotIndex>;
     /// The arena was compacted: the item at old index `i` now sits at `new_index[i]`
     /// (items that left are never looked up).
     fn remap(&mut self, slots: &mut [Slot], new_index: &[SlotIndex]);
@@ -31,7 +36,8 @@ pub trait EvictionPolicy: Default {
     fn clear(&mut self);
 }
 
-/// Least recently used: a list threaded through the slots, newest at `head`.
+/// Least recently used with lazy promotion: a list threaded through the slots, newest at
+/// `head`; hits are marked in the slot and acted on at the tail.
 #[derive(Debug)]
 pub struct Lru {
     head: SlotIndex,
@@ -49,6 +55,7 @@ impl Default for Lru {
 
 impl Lru {
     fn push_front(&mut self, slots: &mut [Slot], index: SlotIndex) {
+        slots[index as usize].take_accessed();
         slots[index as usize].links = Links {
             prev: NIL,
             next: self.head,
@@ -85,10 +92,7 @@ impl EvictionPolicy for Lru {
 
     #[inline]
     fn on_access(&mut self, slots: &mut [Slot], index: SlotIndex) {
-        if self.head != index {
-            self.unlink(slots, index);
-            self.push_front(slots, index);
-        }
+        slots[index as usize].mark_accessed();
     }
 
     #[inline]
@@ -96,9 +100,17 @@ impl EvictionPolicy for Lru {
         self.unlink(slots, index);
     }
 
-    #[inline]
-    fn victim(&self, _slots: &[Slot]) -> Option<SlotIndex> {
-        (self.tail != NIL).then_some(self.tail)
+    fn victim(&mut self, slots: &mut [Slot]) -> Option<SlotIndex> {
+        // Each marked item is moved once and unmarked, so this ends within one lap.
+        while self.tail != NIL {
+            let tail = self.tail;
+            if !slots[tail as usize].take_accessed() {
+                return Some(tail);
+            }
+            self.unlink(slots, tail);
+            self.push_front(slots, tail);
+        }
+        None
     }
 
     fn remap(&mut self, slots: &mut [Slot], new_index: &[SlotIndex]) {
@@ -164,6 +176,31 @@ mod tests {
     }
 
     #[test]
+    fn a_hit_saves_an_item_once() {
+        let mut slots = arena(3);
+        let mut lru = Lru::default();
+        for i in 0..3 {
+            lru.on_insert(&mut slots, i);
+        }
+        lru.on_access(&mut slots, 0);
+        assert_eq!(lru.victim(&mut slots), Some(1));
+        lru.on_remove(&mut slots, 1);
+        // 0 went back to the head unmarked: 2 goes first, then 0.
+        assert_eq!(eviction_order(&mut lru, &mut slots), [2, 0]);
+    }
+
+    #[test]
+    fn all_marked_items_are_unmarked_in_one_lap() {
+        let mut slots = arena(3);
+        let mut lru = Lru::default();
+        for i in 0..3 {
+            lru.on_insert(&mut slots, i);
+            lru.on_access(&mut slots, i);
+        }
+        assert_eq!(eviction_order(&mut lru, &mut slots), [0, 1, 2]);
+    }
+
+    #[test]
     fn removal_from_middle_head_and_tail_keeps_list_whole() {
         let mut slots = arena(5);
         let mut lru = Lru::default();
@@ -174,7 +211,7 @@ mod tests {
         lru.on_remove(&mut slots, 4);
         lru.on_remove(&mut slots, 0);
         assert_eq!(eviction_order(&mut lru, &mut slots), [1, 3]);
-        assert_eq!(lru.victim(&slots), None);
+        assert_eq!(lru.victim(&mut slots), None);
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! `time` is when the item was last stored or modified (memcached's `it->time`), which is
-//! what a delayed `flush_all` compares against. `links` belong to the eviction policy (the
-//! LRU threads its list through them); a free slot reuses `links.next` for the free list.
+//! what a delayed `flush_all` compares against. `links` and the accessed bit belong to the
+//! eviction policy (the LRU threads its list through them); a free slot reuses `links.next`
+//! for the free list.
 //!
 //! # Cost
 //!
@@ -64,6 +65,8 @@ impl Links {
 const LIVE: u8 = 1;
 /// The item was read by a get since it was stored (memcached's `ITEM_FETCHED`).
 const FETCHED: u8 = 2;
+/// The eviction policy's mark: the item was used since the policy last looked at it.
+const ACCESSED: u8 = 4;
 
 /// One arena entry: an item's metadata and its single key+value allocation.
 /// 48 bytes on 64-bit targets (asserted below).
@@ -166,6 +169,19 @@ impl Slot {
     #[inline]
     pub fn mark_fetched(&mut self) {
         self.bits |= FETCHED;
+    }
+
+    #[inline]
+    pub fn mark_accessed(&mut self) {
+        self.bits |= ACCESSED;
+    }
+
+    /// Whether the item was marked accessed, clearing the mark.
+    #[inline]
+    pub fn take_accessed(&mut self) -> bool {
+        let accessed = self.bits & ACCESSED != 0;
+        self.bits &= !ACCESSED;
+        accessed
     }
 
     #[inline]

@@ -15,9 +15,10 @@
 //! the low bits and its control tag from the top seven, so the stripe bits sit in between;
 //! taking them from the very top would give every key in a stripe the same tag.)
 //!
-//! A get takes exactly one stripe lock and no other lock; the only shared writes a request
-//! can make are the CAS counter (on modifications) and the memory budget (when an item's
-//! size changes).
+//! A get takes exactly one stripe lock and no other lock, allocates nothing, and writes
+//! nothing but its own item's slot (the LRU promotes lazily, see `eviction`). The only
+//! shared writes a request can make are the CAS counter (on modifications) and the memory
+//! budget (when an item's size changes).
 //!
 //! # Items
 //!

@@ -434,7 +434,7 @@ impl<P: EvictionPolicy> Shard<P> {
     /// Removes the policy's victim, counting it as reclaimed when it had expired or been
     /// flushed anyway. Returns false when the stripe has nothing to give.
     fn evict_one(&mut self, shared: &Shared, moment: &Moment, shortage: Shortage) -> bool {
-        let Some(victim) = self.policy.victim(&self.slots) else {
+        let Some(victim) = self.policy.victim(&mut self.slots) else {
             return false;
         };
         let slot = &self.slots[victim as usize];
