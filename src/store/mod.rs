@@ -26,13 +26,14 @@
 //! `u32` slot indices. Each item is one heap allocation holding its key and then its value;
 //! its flags, expiry, CAS, store time, LRU links and a fetched bit sit inline in the slot.
 //! Freed slots go on a free list and are reused before the arena grows; an arena more than
-//! half free is compacted. The `item` module draws the slot layout.
+//! an eighth free is compacted, and its table shrunk. The `item` module draws the slot
+//! layout.
 //!
 //! # Memory
 //!
 //! [`StoreConfig::max_memory`] is a hard limit on accounted bytes, and what an item is
 //! charged counts its real overhead: the allocator's size class for its key+value
-//! allocation, its slot with the arena's growth headroom, and its hash-table bucket at the
+//! allocation, its slot with the arena's spare room, and its hash-table bucket at the
 //! table's lowest load (the `item` module's `item_cost`). The charge is reserved in one global
 //! atomic budget before an item is linked, so a single stripe may use any share of the
 //! memory. When the budget is short, the storing thread evicts from its own stripe's policy
