@@ -1,0 +1,356 @@
+//! One cached item: its [`Slot`] in a stripe's arena, and what it costs.
+//!
+//! # Layout
+//!
+//! A stripe keeps its items in a `Vec<Slot>` arena and finds them through a hash table of
+//! `u32` slot indices, so an item is reached with one probe and one index, and its key is
+//! stored once, in the item. Each item owns exactly one heap allocation: its key bytes
+//! immediately followed by its value bytes. Everything else lives inline in the slot:
+//!
+//! ```text
+//! Slot (48 bytes)
+//! ┌──────────────────────────┬─────────┬───────┬─────────┬───────┬─────────────┬─────┬──────┐
+//! │ data: Box<[u8]> (16)     │ cas (8) │ flags │ exptime │ time  │ links (2×4) │ key │ bits │
+//! │ ─> [key bytes|value ...] │         │  (4)  │   (4)   │  (4)  │ prev, next  │ len │      │
+//! └──────────────────────────┴─────────┴───────┴─────────┴───────┴─────────────┴─────┴──────┘
+//! ```
+//!
+//! `time` is when the item was last stored or modified (memcached's `it->time`), which is
+//! what a delayed `flush_all` compares against. `links` and the accessed bit belong to the
+//! eviction policy (the LRU threads its list through them); a free slot reuses `links.next`
+//! for the free list.
+//!
+//! # Cost
+//!
+//! The store's memory limit is a limit on [`item_cost`], which estimates everything an item
+//! really takes from the heap, not just its value bytes:
+//!
+//! * the key+value allocation rounded up to the allocator's size class ([`allocation_size`]);
+//! * its slot, plus its share of the arena's spare room: the arena grows in steps of an
+//!   eighth and is compacted once an eighth of it is free, so 9/7 of a slot per item;
+//! * its hash-table bucket: a `u32` and a control byte, and hashbrown keeps tables between
+//!   7/16 and 7/8 full (compaction shrinks them too), so up to 5 / (7/16) ≈ 11.4 bytes
+//!   per item.
+//!
+//! A store's real heap therefore stays within its limit, give or take the value a `set` is
+//! copying in before it takes its stripe lock, and the allocator's own bookkeeping.
+
+use std::mem::size_of;
+
+/// memcached's limit on key length; longer keys are never stored.
+pub const MAX_KEY_LEN: usize = 250;
+
+/// Index of a slot in a stripe's arena; [`NIL`] is "none".
+pub type SlotIndex = u32;
+
+/// The null slot index for lists threaded through slots.
+pub const NIL: SlotIndex = u32::MAX;
+
+/// Links an eviction policy threads through the arena (a free slot uses `next` for the
+/// free list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Links {
+    pub prev: SlotIndex,
+    pub next: SlotIndex,
+}
+
+impl Links {
+    pub const UNLINKED: Links = Links {
+        prev: NIL,
+        next: NIL,
+    };
+}
+
+/// The slot holds an item (otherwise it is on the free list).
+const LIVE: u8 = 1;
+/// The item was read by a get since it was stored (memcached's `ITEM_FETCHED`).
+const FETCHED: u8 = 2;
+/// The eviction policy's mark: the item was used since the policy last looked at it.
+const ACCESSED: u8 = 4;
+
+/// One arena entry: an item's metadata and its single key+value allocation.
+/// 48 bytes on 64-bit targets (asserted below).
+#[derive(Debug)]
+pub struct Slot {
+    /// Key bytes followed by value bytes; empty for a free slot.
+    data: Box<[u8]>,
+    pub cas: u64,
+    pub flags: u32,
+    /// Expiry moment on the store's clock; 0 = never.
+    pub exptime: u32,
+    /// When the item was last stored or modified, on the store's clock.
+    pub time: u32,
+    pub links: Links,
+    key_len: u8,
+    bits: u8,
+}
+
+/// Bytes one slot occupies in the arena.
+pub const SLOT_SIZE: usize = size_of::<Slot>();
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(SLOT_SIZE == 48);
+
+/// What one item costs in the arena: its slot plus its share of the arena's spare room.
+/// Up to an eighth of an arena's length may be free slots before it is compacted, and its
+/// capacity runs up to an eighth past its length before it grows, so an arena takes at
+/// most 9/8 × 8/7 = 9/7 of a slot per live item.
+const ARENA_COST: usize = (SLOT_SIZE * 9).div_ceil(7);
+
+/// What one item costs in the hash table: a `u32` bucket and its control byte, at the
+/// table's lowest load factor (7/16, just after it doubled), rounded up.
+const TABLE_COST: usize = 12;
+
+/// memcached's `sizeof(item)` on 64-bit builds; part of the item size limit (`-I`).
+const MEMCACHED_ITEM_HEADER: usize = 48;
+
+impl Slot {
+    /// A free slot whose `links.next` continues the free list.
+    pub fn free(next_free: SlotIndex) -> Slot {
+        Slot {
+            data: Box::default(),
+            cas: 0,
+            flags: 0,
+            exptime: 0,
+            time: 0,
+            links: Links {
+                prev: NIL,
+                next: next_free,
+            },
+            key_len: 0,
+            bits: 0,
+        }
+    }
+
+    /// A live item. `data` is the key followed by the value; `key_len <= MAX_KEY_LEN`.
+    pub fn item(data: Box<[u8]>, key_len: usize, meta: ItemMeta) -> Slot {
+        debug_assert!(key_len <= MAX_KEY_LEN && key_len <= data.len());
+        Slot {
+            data,
+            cas: meta.cas,
+            flags: meta.flags,
+            exptime: meta.exptime,
+            time: meta.time,
+            links: Links::UNLINKED,
+            key_len: key_len as u8,
+            bits: LIVE,
+        }
+    }
+
+    /// Puts new contents into a live slot in place (a replacing store): the key is
+    /// unchanged, the item counts as never fetched. Returns the old allocation.
+    pub fn replace(&mut self, data: Box<[u8]>, meta: ItemMeta) -> Box<[u8]> {
+        debug_assert!(self.is_live() && data.len() >= self.key_len());
+        self.cas = meta.cas;
+        self.flags = meta.flags;
+        self.exptime = meta.exptime;
+        self.time = meta.time;
+        self.bits = LIVE;
+        std::mem::replace(&mut self.data, data)
+    }
+
+    /// Turns the slot into a free slot, handing back its allocation.
+    pub fn release(&mut self, next_free: SlotIndex) -> Box<[u8]> {
+        let data = std::mem::take(&mut self.data);
+        *self = Slot::free(next_free);
+        data
+    }
+
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.bits & LIVE != 0
+    }
+
+    #[inline]
+    pub fn was_fetched(&self) -> bool {
+        self.bits & FETCHED != 0
+    }
+
+    #[inline]
+    pub fn mark_fetched(&mut self) {
+        self.bits |= FETCHED;
+    }
+
+    #[inline]
+    pub fn mark_accessed(&mut self) {
+        self.bits |= ACCESSED;
+    }
+
+    /// Whether the item was marked accessed, clearing the mark.
+    #[inline]
+    pub fn take_accessed(&mut self) -> bool {
+        let accessed = self.bits & ACCESSED != 0;
+        self.bits &= !ACCESSED;
+        accessed
+    }
+
+    #[inline]
+    pub fn key_len(&self) -> usize {
+        usize::from(self.key_len)
+    }
+
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        &self.data[..self.key_len()]
+    }
+
+    /// The whole allocation: key then value.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    #[inline]
+    pub fn value(&self) -> &[u8] {
+        &self.data[self.key_len()..]
+    }
+
+    #[inline]
+    pub fn value_mut(&mut self) -> &mut [u8] {
+        let key_len = self.key_len();
+        &mut self.data[key_len..]
+    }
+
+    /// What this item is charged against the memory limit.
+    #[inline]
+    pub fn cost(&self) -> usize {
+        item_cost(self.data.len())
+    }
+}
+
+/// An item's metadata as written on store.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemMeta {
+    pub cas: u64,
+    pub flags: u32,
+    pub exptime: u32,
+    pub time: u32,
+}
+
+/// Builds an item's single allocation: `key` then `value`.
+pub fn item_data(key: &[u8], value: &[u8]) -> Box<[u8]> {
+    let mut data = Vec::with_capacity(key.len() + value.len());
+    data.extend_from_slice(key);
+    data.extend_from_slice(value);
+    data.into_boxed_slice()
+}
+
+/// Bytes charged against the memory limit for an item whose key+value take `data_len` bytes.
+#[inline]
+pub fn item_cost(data_len: usize) -> usize {
+    allocation_size(data_len) + ARENA_COST + TABLE_COST
+}
+
+/// The size memcached gives an item when checking it against the item size limit (`-I`):
+/// its 48-byte header, the key and its NUL, 4 bytes of flags unless they are 0, the value
+/// and its CRLF, and 8 bytes of CAS when CAS is on.
+pub fn memcached_item_size(key_len: usize, flags: u32, value_len: usize, cas: bool) -> usize {
+    let flags_suffix = if flags == 0 { 0 } else { size_of::<u32>() };
+    let cas_size = if cas { size_of::<u64>() } else { 0 };
+    MEMCACHED_ITEM_HEADER + key_len + 1 + flags_suffix + value_len + 2 + cas_size
+}
+
+/// Estimates how many bytes the allocator really hands out for a request of `n` bytes,
+/// modelled on mimalloc (the server's allocator):
+///
+/// * up to 64 bytes: rounded up to a multiple of 8 (one size class per word);
+/// * up to 64 KiB: mimalloc's bins, four per power of two, so a request is rounded up by at
+///   most 25% (12.5% on average across a doubling);
+/// * larger: a dedicated page from the arena, which hands out 64 KiB slices.
+///
+/// With another allocator the estimate is close (glibc rounds small requests to 16 bytes
+/// plus an 8-byte header) but not exact.
+pub fn allocation_size(n: usize) -> usize {
+    const WORD: usize = size_of::<usize>();
+    const SMALL_MAX: usize = 8 * WORD;
+    const ARENA_SLICE: usize = 64 * 1024;
+    match n {
+        0 => 0,
+        1..=SMALL_MAX => n.next_multiple_of(WORD),
+        _ if n <= ARENA_SLICE => {
+            // mimalloc's `mi_bin`: keep the top three bits of (words - 1), round the rest up.
+            let words_minus_one = n.div_ceil(WORD) - 1;
+            let top_bit = usize::BITS - 1 - words_minus_one.leading_zeros();
+            let step = top_bit - 2;
+            (((words_minus_one >> step) + 1) << step) * WORD
+        }
+        _ => n.next_multiple_of(ARENA_SLICE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_48_bytes() {
+        assert_eq!(SLOT_SIZE, 48);
+    }
+
+    #[test]
+    fn allocation_size_follows_mimalloc_bins() {
+        assert_eq!(allocation_size(0), 0);
+        assert_eq!(allocation_size(1), 8);
+        assert_eq!(allocation_size(8), 8);
+        assert_eq!(allocation_size(9), 16);
+        assert_eq!(allocation_size(64), 64);
+        // 64..128 in steps of 16, 128..256 in steps of 32.
+        assert_eq!(allocation_size(65), 80);
+        assert_eq!(allocation_size(80), 80);
+        assert_eq!(allocation_size(81), 96);
+        assert_eq!(allocation_size(128), 128);
+        assert_eq!(allocation_size(129), 160);
+        assert_eq!(allocation_size(1000), 1024);
+        assert_eq!(allocation_size(1025), 1280);
+        assert_eq!(allocation_size(64 * 1024), 64 * 1024);
+        assert_eq!(allocation_size(64 * 1024 + 1), 128 * 1024);
+        assert_eq!(allocation_size(1024 * 1024 + 300), 1024 * 1024 + 64 * 1024);
+    }
+
+    #[test]
+    fn allocation_size_never_below_request_nor_far_above() {
+        for n in 1..200_000usize {
+            let size = allocation_size(n);
+            assert!(size >= n, "{n} -> {size}");
+            // Small and binned sizes waste at most a quarter; arena slices at most 64 KiB.
+            assert!(
+                size <= n + n / 4 + 8 || size - n < 64 * 1024,
+                "{n} -> {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn memcached_item_size_matches_memcached() {
+        // memcached 1.6 with -I 1m stores a 1048516-byte value under a 1-byte key with
+        // flags 0, and 1048512 bytes with non-zero flags; one more byte is too large.
+        assert_eq!(memcached_item_size(1, 0, 1_048_516, true), 1024 * 1024);
+        assert_eq!(memcached_item_size(1, 5, 1_048_512, true), 1024 * 1024);
+        assert_eq!(memcached_item_size(250, 0, 1_048_267, true), 1024 * 1024);
+        // Without CAS (-C) an item is 8 bytes smaller.
+        assert_eq!(memcached_item_size(1, 0, 1_048_524, false), 1024 * 1024);
+    }
+
+    #[test]
+    fn slot_keeps_key_then_value_in_one_allocation() {
+        let meta = ItemMeta {
+            cas: 7,
+            flags: 3,
+            exptime: 0,
+            time: 2,
+        };
+        let mut slot = Slot::item(item_data(b"key", b"value"), 3, meta);
+        assert!(slot.is_live() && !slot.was_fetched());
+        assert_eq!(slot.key(), b"key");
+        assert_eq!(slot.value(), b"value");
+        assert_eq!(slot.data(), b"keyvalue");
+        slot.mark_fetched();
+        let old = slot.replace(item_data(b"key", b"v2"), ItemMeta { cas: 8, ..meta });
+        assert_eq!(&*old, b"keyvalue");
+        assert!(!slot.was_fetched());
+        assert_eq!((slot.value(), slot.cas), (&b"v2"[..], 8));
+        let data = slot.release(NIL);
+        assert_eq!(&*data, b"keyv2");
+        assert!(!slot.is_live());
+    }
+}

@@ -1,0 +1,532 @@
+//! The L1 store: a striped, memory-bounded, in-memory cache with memcached 1.6 semantics.
+//!
+//! The store knows nothing about sockets or the wire protocol. The protocol layer hands it
+//! keys, values and already-converted expiry times, and copies item bytes out through a
+//! closure while the item's stripe is locked. Every reactor thread shares one
+//! `Arc<Store>`.
+//!
+//! # Stripes
+//!
+//! Items are spread over N stripes (a power of two; by default eight per CPU, between 16
+//! and 1024), each a [`parking_lot::Mutex`] around one shard (a stripe's state), padded to
+//! its own 128 bytes so that locking one stripe never bounces another's cache line. A key
+//! is hashed once, with foldhash under a per-store random seed: bits 40 and up choose the
+//! stripe, and the same hash then probes the stripe's table. (hashbrown takes a bucket from
+//! the low bits and its control tag from the top seven, so the stripe bits sit in between;
+//! taking them from the very top would give every key in a stripe the same tag.)
+//!
+//! A get takes exactly one stripe lock and no other lock, allocates nothing, and writes
+//! nothing but its own item's slot (the LRU promotes lazily, see `eviction`). The only
+//! shared writes a request can make are the CAS counter (on modifications) and the memory
+//! budget (when an item's size changes).
+//!
+//! # Items
+//!
+//! A stripe is an arena of 48-byte slots plus a `hashbrown::HashTable` of
+//! `u32` slot indices. Each item is one heap allocation holding its key and then its value;
+//! its flags, expiry, CAS, store time, LRU links and a fetched bit sit inline in the slot.
+//! Freed slots go on a free list and are reused before the arena grows; an arena more than
+//! an eighth free is compacted, and its table shrunk. The `item` module draws the slot
+//! layout.
+//!
+//! # Memory
+//!
+//! [`StoreConfig::max_memory`] is a hard limit on accounted bytes, and what an item is
+//! charged counts its real overhead: the allocator's size class for its key+value
+//! allocation, its slot with the arena's spare room, and its hash-table bucket at the
+//! table's lowest load (the `item` module's `item_cost`). The charge is reserved in one global
+//! atomic budget before an item is linked, so a single stripe may use any share of the
+//! memory. When the budget is short, the storing thread evicts from its own stripe's policy
+//! (while holding only that lock); if its stripe runs dry it releases the lock, evicts from
+//! other stripes one lock at a time, reserves what it freed, and tries again. Only when no
+//! stripe has anything left does a store answer [`StoreOutcome::NoMemory`]. Victims that
+//! had already expired count as `reclaimed`, live ones as `evictions`.
+//! [`StoreConfig::max_entries`] caps the item count the same way.
+//!
+//! # Time, expiry and flush
+//!
+//! Times are memcached's `rel_time` ([`clock`]). Expired and flushed items are never
+//! returned: a request that finds one removes it and reports a miss, and a background
+//! thread calls [`Store::sweep_expired`] to remove the ones nobody asks for. `flush_all`
+//! records memcached's `oldest_live` (and, for an immediate flush, the CAS counter at that
+//! moment); an immediate flush also frees the flushed items right away.
+
+mod budget;
+pub mod clock;
+mod counter;
+mod eviction;
+mod item;
+mod shard;
+mod stats;
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use hashbrown::DefaultHashBuilder;
+use parking_lot::Mutex;
+
+use budget::{Budget, Charge};
+use item::{item_data, memcached_item_size, MAX_KEY_LEN};
+use shard::{Delta, Moment, Shard, StoreRequest};
+
+pub use clock::Expiry;
+pub use stats::StoreStats;
+
+/// Fewest stripes chosen automatically.
+const MIN_AUTO_STRIPES: usize = 16;
+/// Most stripes, chosen automatically or configured.
+const MAX_STRIPES: usize = 1024;
+/// Automatic stripes per available CPU.
+const STRIPES_PER_CPU: usize = 8;
+/// The hash bits that choose a stripe start here (see the module docs).
+const STRIPE_HASH_SHIFT: u32 = 40;
+/// Slots a sweep looks at per stripe lock, so the sweeper never holds a lock for long.
+const SWEEP_CHUNK: usize = 1024;
+
+/// How the store is sized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Hard limit on accounted bytes (memcached `-m`, in bytes).
+    pub max_memory: usize,
+    /// Optional limit on the number of items.
+    pub max_entries: Option<usize>,
+    /// Largest item, measured as memcached does (memcached `-I`, in bytes).
+    pub max_item_size: usize,
+    /// Number of stripes, rounded up to a power of two; 0 chooses from the CPU count.
+    pub stripes: usize,
+    /// Give items CAS values; when false every CAS reads 0 and `cas` never matches
+    /// (memcached `-C`).
+    pub cas_enabled: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_memory: 64 * 1024 * 1024,
+            max_entries: None,
+            max_item_size: 1024 * 1024,
+            stripes: 0,
+            cas_enabled: true,
+        }
+    }
+}
+
+/// Which storage command a [`Store::store`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    /// `cas` with the client's unique value.
+    Cas(u64),
+}
+
+/// What a storage command did, one variant per memcached reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    NotStored,
+    /// `cas` found the item changed since the client read it.
+    Exists,
+    /// `cas` found no item.
+    NotFound,
+    /// The item is larger than the item size limit, or its key longer than 250 bytes.
+    TooLarge,
+    /// Nothing could be evicted to make room.
+    NoMemory,
+}
+
+/// Why an incr or decr did not apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaError {
+    NotFound,
+    /// The item's value is not a decimal number memcached would accept.
+    NonNumeric,
+    NoMemory,
+}
+
+/// A live item, lent to a reader while its stripe is locked.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemView<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub flags: u32,
+    /// 0 when CAS is disabled.
+    pub cas: u64,
+}
+
+/// What every stripe needs from the store while it works.
+pub(crate) struct Shared {
+    hasher: DefaultHashBuilder,
+    budget: Budget,
+    last_cas: AtomicU64,
+    cas_enabled: bool,
+    max_item_size: usize,
+}
+
+impl Shared {
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(key);
+        hasher.finish()
+    }
+
+    /// A new unique CAS value, greater than every one before it.
+    #[inline]
+    fn next_cas(&self) -> u64 {
+        self.last_cas.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// One stripe, alone on its cache lines.
+#[repr(align(128))]
+struct Stripe {
+    shard: Mutex<Shard>,
+}
+
+/// Where the sweeper continues.
+#[derive(Default)]
+struct SweepCursor {
+    stripe: usize,
+    slot: usize,
+}
+
+/// The striped in-memory cache. `Send + Sync`; share it with `Arc<Store>`.
+pub struct Store {
+    config: StoreConfig,
+    shared: Shared,
+    stripes: Box<[Stripe]>,
+    stripe_mask: usize,
+    /// memcached's `settings.oldest_live`: items stored at or before it are flushed once it
+    /// is not in the future; 0 = never flushed.
+    oldest_live: AtomicU32,
+    /// memcached's `settings.oldest_cas`: with an immediate flush, items whose CAS is below
+    /// it are flushed too (they were stored earlier in the same second).
+    oldest_cas: AtomicU64,
+    sweep_cursor: Mutex<SweepCursor>,
+    /// Where the next search for a stripe to evict from starts, spreading evictions.
+    evict_cursor: AtomicUsize,
+}
+
+impl Store {
+    pub fn new(config: StoreConfig) -> Store {
+        let stripe_count = stripe_count(config.stripes);
+        let stripes = (0..stripe_count)
+            .map(|_| Stripe {
+                shard: Mutex::new(Shard::default()),
+            })
+            .collect();
+        Store {
+            shared: Shared {
+                hasher: DefaultHashBuilder::default(),
+                budget: Budget::new(config.max_memory, config.max_entries),
+                last_cas: AtomicU64::new(0),
+                cas_enabled: config.cas_enabled,
+                max_item_size: config.max_item_size,
+            },
+            stripes,
+            stripe_mask: stripe_count - 1,
+            oldest_live: AtomicU32::new(0),
+            oldest_cas: AtomicU64::new(0),
+            sweep_cursor: Mutex::new(SweepCursor::default()),
+            evict_cursor: AtomicUsize::new(0),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Looks up a live item, bumps it for eviction, marks it fetched, and hands it to
+    /// `read` while the stripe lock is held (copy the bytes out inside `read`).
+    /// `None` is a miss: absent, expired or flushed.
+    pub fn get<R>(&self, key: &[u8], read: impl FnOnce(ItemView<'_>) -> R) -> Option<R> {
+        let hash = self.shared.hash(key);
+        let moment = self.moment();
+        self.stripe(hash)
+            .lock()
+            .get(&self.shared, hash, key, &moment, None, read)
+    }
+
+    /// gat/gats: like [`get`](Self::get), but first sets the item's expiry to `exptime`.
+    pub fn get_and_touch<R>(
+        &self,
+        key: &[u8],
+        exptime: Expiry,
+        read: impl FnOnce(ItemView<'_>) -> R,
+    ) -> Option<R> {
+        let hash = self.shared.hash(key);
+        let moment = self.moment();
+        self.stripe(hash)
+            .lock()
+            .get(&self.shared, hash, key, &moment, Some(exptime), read)
+    }
+
+    /// set/add/replace/append/prepend/cas. `value` excludes the trailing CRLF. Append and
+    /// prepend keep the item's flags and expiry and ignore the ones given.
+    pub fn store(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: Expiry,
+        value: &[u8],
+    ) -> StoreOutcome {
+        let size = memcached_item_size(key.len(), flags, value.len(), self.config.cas_enabled);
+        if key.len() > MAX_KEY_LEN || size > self.config.max_item_size {
+            if mode == StoreMode::Set {
+                // memcached unlinks the old item so that a failed set leaves no stale data.
+                self.remove(key);
+            }
+            return StoreOutcome::TooLarge;
+        }
+        let hash = self.shared.hash(key);
+        let concatenating = matches!(mode, StoreMode::Append | StoreMode::Prepend);
+        let mut request = StoreRequest {
+            mode,
+            key,
+            flags,
+            exptime,
+            value,
+            // Copy the value before taking the lock; append/prepend need the old item first.
+            data: (!concatenating).then(|| item_data(key, value)),
+        };
+        let outcome = self.with_room(hash, |shard, moment, prepaid| {
+            shard.store(&self.shared, hash, &mut request, moment, prepaid)
+        });
+        match outcome {
+            Some(StoreOutcome::NoMemory) | None if mode == StoreMode::Set => {
+                self.remove(key);
+                StoreOutcome::NoMemory
+            }
+            Some(outcome) => outcome,
+            None if concatenating => StoreOutcome::NotStored,
+            None => StoreOutcome::NoMemory,
+        }
+    }
+
+    /// Deletes a live item; false if there was none.
+    pub fn delete(&self, key: &[u8]) -> bool {
+        let hash = self.shared.hash(key);
+        let moment = self.moment();
+        self.stripe(hash)
+            .lock()
+            .delete(&self.shared, hash, key, &moment)
+    }
+
+    /// Sets a live item's expiry without changing its CAS; false if there was none.
+    pub fn touch(&self, key: &[u8], exptime: Expiry) -> bool {
+        let hash = self.shared.hash(key);
+        let moment = self.moment();
+        self.stripe(hash)
+            .lock()
+            .touch(&self.shared, hash, key, exptime, &moment)
+    }
+
+    /// incr/decr with memcached's rules: the value must be a decimal number, incr wraps at
+    /// 2^64, decr stops at 0, and a shorter result is written in place padded with spaces.
+    /// Returns the new value.
+    pub fn incr_decr(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, DeltaError> {
+        let hash = self.shared.hash(key);
+        let delta = if incr {
+            Delta::Incr(delta)
+        } else {
+            Delta::Decr(delta)
+        };
+        self.with_room(hash, |shard, moment, prepaid| {
+            shard.incr_decr(&self.shared, hash, key, delta, moment, prepaid)
+        })
+        .unwrap_or(Err(DeltaError::NoMemory))
+    }
+
+    /// `flush_all [delay]`: items stored before the moment become invisible from that moment.
+    /// `delay_secs <= 0` is now; a positive delay is converted like an exptime (relative up
+    /// to 30 days, absolute beyond). An immediate flush also frees the items at once.
+    pub fn flush_all(&self, delay_secs: i64) {
+        let now = clock::now();
+        // memcached flushes what was stored up to the second before the deadline, plus (when
+        // that moment has come) everything with a CAS below the counter's current value.
+        let oldest_live = clock::flush_deadline(delay_secs).saturating_sub(1);
+        let immediate = oldest_live <= now;
+        if immediate {
+            self.oldest_cas
+                .store(self.shared.next_cas(), Ordering::Release);
+        }
+        self.oldest_live.store(oldest_live, Ordering::Release);
+        if immediate && oldest_live != 0 {
+            let moment = self.moment();
+            for stripe in self.stripes.iter() {
+                stripe.shard.lock().drop_flushed(&self.shared, &moment);
+            }
+        }
+    }
+
+    /// For the background sweeper: removes up to `budget` expired or flushed items, walking
+    /// the stripes from where the last call stopped. Returns how many were removed. Scans
+    /// each stripe at most once per call and holds each lock only for a short chunk.
+    pub fn sweep_expired(&self, budget: usize) -> usize {
+        let mut cursor = self.sweep_cursor.lock();
+        let moment = self.moment();
+        let mut removed = 0;
+        let mut stripes_finished = 0;
+        while removed < budget && stripes_finished < self.stripes.len() {
+            let progress = self.stripes[cursor.stripe].shard.lock().sweep(
+                &self.shared,
+                &moment,
+                cursor.slot,
+                budget - removed,
+                SWEEP_CHUNK,
+            );
+            removed += progress.removed;
+            match progress.next {
+                Some(slot) => cursor.slot = slot,
+                None => {
+                    cursor.stripe = (cursor.stripe + 1) & self.stripe_mask;
+                    cursor.slot = 0;
+                    stripes_finished += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Counters summed over all stripes.
+    pub fn stats(&self) -> StoreStats {
+        let mut stats = StoreStats {
+            limit_maxbytes: self.config.max_memory as u64,
+            curr_stripes: self.stripes.len() as u64,
+            ..StoreStats::default()
+        };
+        for stripe in self.stripes.iter() {
+            stripe.shard.lock().counters().add_to(&mut stats);
+        }
+        stats
+    }
+
+    /// Moves the store's clock forward by `secs` for the calling thread (tests only).
+    #[cfg(test)]
+    pub fn advance_clock_for_test(&self, secs: u32) {
+        clock::advance_for_test(secs);
+    }
+
+    #[inline]
+    fn stripe_index(&self, hash: u64) -> usize {
+        (hash >> STRIPE_HASH_SHIFT) as usize & self.stripe_mask
+    }
+
+    #[inline]
+    fn stripe(&self, hash: u64) -> &Mutex<Shard> {
+        &self.stripes[self.stripe_index(hash)].shard
+    }
+
+    /// The clock and flush state for one request.
+    #[inline]
+    fn moment(&self) -> Moment {
+        let now = clock::now();
+        let oldest_live = self.oldest_live.load(Ordering::Acquire);
+        if oldest_live != 0 && oldest_live <= now {
+            Moment {
+                now,
+                oldest_live,
+                oldest_cas: self.oldest_cas.load(Ordering::Acquire),
+            }
+        } else {
+            Moment {
+                now,
+                oldest_live: 0,
+                oldest_cas: 0,
+            }
+        }
+    }
+
+    /// Removes whatever is stored under `key`, visible or not.
+    fn remove(&self, key: &[u8]) {
+        let hash = self.shared.hash(key);
+        self.stripe(hash).lock().remove(&self.shared, hash, key);
+    }
+
+    /// Runs `operation` on the key's stripe. When the operation comes back short of memory
+    /// (`Err(shortfall)`, with its stripe already evicted dry), frees and reserves the
+    /// shortfall from the other stripes and runs it again. `None` when no stripe had
+    /// anything left to evict.
+    fn with_room<T>(
+        &self,
+        hash: u64,
+        mut operation: impl FnMut(&mut Shard, &Moment, &mut Charge) -> Result<T, Charge>,
+    ) -> Option<T> {
+        let own = self.stripe_index(hash);
+        let mut prepaid = Charge::ZERO;
+        let result = loop {
+            let moment = self.moment();
+            let attempt = operation(&mut self.stripes[own].shard.lock(), &moment, &mut prepaid);
+            match attempt {
+                Ok(value) => break Some(value),
+                Err(shortfall) => {
+                    if !self.reserve_elsewhere(own, shortfall, &moment, &mut prepaid) {
+                        break None;
+                    }
+                }
+            }
+        };
+        self.shared.budget.release(prepaid);
+        result
+    }
+
+    /// Evicts from stripes other than `own`, one lock at a time, until `shortfall` can be
+    /// reserved, and adds it to `prepaid`. False once a whole pass found every other stripe
+    /// out of items while memory was still short.
+    fn reserve_elsewhere(
+        &self,
+        own: usize,
+        shortfall: Charge,
+        moment: &Moment,
+        prepaid: &mut Charge,
+    ) -> bool {
+        loop {
+            let start = self.evict_cursor.fetch_add(1, Ordering::Relaxed);
+            let mut all_dry = true;
+            for offset in 0..self.stripes.len() {
+                if self.shared.budget.try_reserve(shortfall).is_ok() {
+                    prepaid.add(shortfall);
+                    return true;
+                }
+                let stripe = (start + offset) & self.stripe_mask;
+                if stripe != own {
+                    let shard = &mut self.stripes[stripe].shard.lock();
+                    all_dry &= !shard.evict_for(&self.shared, moment, shortfall);
+                }
+            }
+            if self.shared.budget.try_reserve(shortfall).is_ok() {
+                prepaid.add(shortfall);
+                return true;
+            }
+            if all_dry {
+                return false;
+            }
+        }
+    }
+}
+
+// Reactor threads share one store.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Store>();
+};
+
+/// The number of stripes for a configured count (0 = automatic).
+fn stripe_count(configured: usize) -> usize {
+    let wanted = if configured == 0 {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        (cpus * STRIPES_PER_CPU).max(MIN_AUTO_STRIPES)
+    } else {
+        configured
+    };
+    wanted.next_power_of_two().min(MAX_STRIPES)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,614 @@
+//! One stripe of the store: a hash table of slot indices over an arena of slots.
+//!
+//! A [`Shard`] is only ever used under its stripe's lock, so nothing in it is atomic
+//! except the store-wide budget and CAS counter it is handed. The table stores `u32` slot
+//! indices and compares keys through the arena, so a key is stored once, inside its item.
+//!
+//! Operations that may need memory return `Err(shortfall)` when this stripe cannot evict
+//! enough by itself; the store then drops the lock, evicts from other stripes, reserves
+//! the shortfall on the caller's behalf (`prepaid`) and runs the operation again. Nothing
+//! observable has changed when an operation returns `Err`.
+
+use hashbrown::HashTable;
+
+use super::budget::{Charge, Shortage};
+use super::clock::{Expiry, RelTime};
+use super::counter::{format_counter, parse_counter, MAX_DIGITS};
+use super::eviction::{EvictionPolicy, Lru};
+use super::item::{item_cost, item_data, memcached_item_size, ItemMeta, Slot, SlotIndex, NIL};
+use super::stats::ShardCounters;
+use super::{DeltaError, ItemView, Shared, StoreMode, StoreOutcome};
+
+/// A stripe whose arena is at least this long is compacted once more than an eighth of it
+/// is free (smaller arenas cost at most 12 KiB of free slots each).
+const COMPACT_MIN_SLOTS: usize = 256;
+
+/// The smallest step by which an arena grows (it otherwise grows by an eighth).
+const MIN_ARENA_GROWTH: usize = 16;
+
+/// The store's clock and flush state, read once per request before taking the lock.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment {
+    pub now: RelTime,
+    /// Items stored at or before this time are flushed; 0 when no flush is in effect.
+    pub oldest_live: RelTime,
+    /// Items whose CAS is below this are flushed (set by immediate flushes); 0 = none.
+    pub oldest_cas: u64,
+}
+
+/// Why an item that is still in the table must not be seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gone {
+    Expired,
+    Flushed,
+}
+
+impl Moment {
+    /// memcached's `item_is_flushed` and expiry checks, flush first as memcached does.
+    #[inline]
+    fn gone(&self, slot: &Slot) -> Option<Gone> {
+        if self.oldest_live != 0 && (slot.time <= self.oldest_live || slot.cas < self.oldest_cas) {
+            Some(Gone::Flushed)
+        } else if Expiry::from_rel_time(slot.exptime).has_passed(self.now) {
+            Some(Gone::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who is looking an item up: only gets count expired and flushed hits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    Get,
+    Other,
+}
+
+/// A set/add/replace/append/prepend/cas as the shard sees it.
+pub struct StoreRequest<'a> {
+    pub mode: StoreMode,
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: Expiry,
+    pub value: &'a [u8],
+    /// `key` followed by `value`, built before the lock was taken; used by every mode but
+    /// append and prepend, and kept for the next attempt when one fails for want of room.
+    pub data: Option<Box<[u8]>>,
+}
+
+/// An incr or decr: incr wraps at 2^64, decr stops at 0.
+#[derive(Clone, Copy, Debug)]
+pub enum Delta {
+    Incr(u64),
+    Decr(u64),
+}
+
+/// How far a sweep of one stripe got.
+pub struct SweepProgress {
+    pub removed: usize,
+    /// Where to continue in this stripe, or `None` when its end was reached.
+    pub next: Option<usize>,
+}
+
+/// One stripe's items.
+pub struct Shard<P: EvictionPolicy = Lru> {
+    table: HashTable<SlotIndex>,
+    slots: Vec<Slot>,
+    free_head: SlotIndex,
+    policy: P,
+    counters: ShardCounters,
+}
+
+impl<P: EvictionPolicy> Default for Shard<P> {
+    fn default() -> Self {
+        Shard {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free_head: NIL,
+            policy: P::default(),
+            counters: ShardCounters::default(),
+        }
+    }
+}
+
+impl<P: EvictionPolicy> Shard<P> {
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// Slots in the arena, live or free.
+    #[cfg(test)]
+    pub fn arena_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, key: &[u8]) -> Option<SlotIndex> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&index| slots[index as usize].key() == key)
+            .copied()
+    }
+
+    /// Finds a visible item; an expired or flushed one is removed on the way.
+    fn lookup(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        moment: &Moment,
+        by: Lookup,
+    ) -> Option<SlotIndex> {
+        let index = self.find(hash, key)?;
+        let Some(gone) = moment.gone(&self.slots[index as usize]) else {
+            return Some(index);
+        };
+        if by == Lookup::Get {
+            match gone {
+                Gone::Expired => self.counters.get_expired += 1,
+                Gone::Flushed => self.counters.get_flushed += 1,
+            }
+        }
+        if !self.slots[index as usize].was_fetched() {
+            self.counters.expired_unfetched += 1;
+        }
+        self.unlink(shared, hash, index);
+        None
+    }
+
+    /// get / gets / gat / gats: marks the item fetched, bumps it, and lets `read` see it.
+    pub fn get<R>(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        moment: &Moment,
+        touch: Option<Expiry>,
+        read: impl FnOnce(ItemView<'_>) -> R,
+    ) -> Option<R> {
+        let index = self.lookup(shared, hash, key, moment, Lookup::Get)?;
+        self.policy.on_access(&mut self.slots, index);
+        let slot = &mut self.slots[index as usize];
+        if let Some(exptime) = touch {
+            slot.exptime = exptime.rel_time();
+        }
+        slot.mark_fetched();
+        Some(read(ItemView {
+            key: slot.key(),
+            value: slot.value(),
+            flags: slot.flags,
+            cas: if shared.cas_enabled { slot.cas } else { 0 },
+        }))
+    }
+
+    pub fn touch(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        exptime: Expiry,
+        moment: &Moment,
+    ) -> bool {
+        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
+            return false;
+        };
+        self.policy.on_access(&mut self.slots, index);
+        let slot = &mut self.slots[index as usize];
+        slot.exptime = exptime.rel_time();
+        slot.mark_fetched();
+        true
+    }
+
+    pub fn delete(&mut self, shared: &Shared, hash: u64, key: &[u8], moment: &Moment) -> bool {
+        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
+            return false;
+        };
+        self.unlink(shared, hash, index);
+        self.maybe_compact(shared);
+        true
+    }
+
+    /// Removes the item under `key` whatever its state (a failed set must not leave stale
+    /// data behind).
+    pub fn remove(&mut self, shared: &Shared, hash: u64, key: &[u8]) {
+        if let Some(index) = self.find(hash, key) {
+            self.unlink(shared, hash, index);
+        }
+    }
+
+    pub fn store(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        request: &mut StoreRequest<'_>,
+        moment: &Moment,
+        prepaid: &mut Charge,
+    ) -> Result<StoreOutcome, Charge> {
+        let key = request.key;
+        let existing = self.lookup(shared, hash, key, moment, Lookup::Other);
+        match (request.mode, existing) {
+            (StoreMode::Add, Some(index)) => {
+                // memcached bumps the item an add failed against.
+                self.policy.on_access(&mut self.slots, index);
+                return Ok(StoreOutcome::NotStored);
+            }
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+                return Ok(StoreOutcome::NotStored);
+            }
+            (StoreMode::Cas(_), None) => return Ok(StoreOutcome::NotFound),
+            (StoreMode::Cas(expected), Some(index))
+                if !shared.cas_enabled
+                    || expected == 0
+                    || self.slots[index as usize].cas != expected =>
+            {
+                return Ok(StoreOutcome::Exists);
+            }
+            _ => {}
+        }
+
+        let concatenating = matches!(request.mode, StoreMode::Append | StoreMode::Prepend);
+        let (data_len, flags, exptime) = match existing {
+            Some(index) if concatenating => {
+                // Append and prepend keep the item's flags and expiry.
+                let old = &self.slots[index as usize];
+                let value_len = old.value().len() + request.value.len();
+                let size = memcached_item_size(key.len(), old.flags, value_len, shared.cas_enabled);
+                if size > shared.max_item_size {
+                    return Ok(StoreOutcome::NotStored);
+                }
+                (key.len() + value_len, old.flags, old.exptime)
+            }
+            _ => (
+                key.len() + request.value.len(),
+                request.flags,
+                request.exptime.rel_time(),
+            ),
+        };
+
+        let new_cost = item_cost(data_len);
+        let old_cost = existing.map_or(0, |index| self.slots[index as usize].cost());
+        let need = Charge {
+            bytes: new_cost.saturating_sub(old_cost),
+            entries: usize::from(existing.is_none()),
+        };
+        let no_room = if concatenating {
+            // memcached answers NOT_STORED when it cannot allocate the combined item.
+            StoreOutcome::NotStored
+        } else {
+            StoreOutcome::NoMemory
+        };
+        if !shared.budget.can_ever_fit(Charge {
+            bytes: new_cost,
+            entries: 1,
+        }) {
+            return Ok(no_room);
+        }
+        self.make_room_keeping(shared, moment, need, prepaid, existing)?;
+
+        let meta = ItemMeta {
+            cas: shared.next_cas(),
+            flags,
+            exptime,
+            time: moment.now,
+        };
+        match existing {
+            Some(index) => {
+                let slot = &self.slots[index as usize];
+                let data = match request.mode {
+                    StoreMode::Append => concat(&[slot.data(), request.value]),
+                    StoreMode::Prepend => concat(&[key, request.value, slot.value()]),
+                    _ => request
+                        .data
+                        .take()
+                        .unwrap_or_else(|| item_data(key, request.value)),
+                };
+                drop(self.slots[index as usize].replace(data, meta));
+                self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
+                if old_cost > new_cost {
+                    shared.budget.release(Charge {
+                        bytes: old_cost - new_cost,
+                        entries: 0,
+                    });
+                }
+            }
+            None => {
+                let data = request
+                    .data
+                    .take()
+                    .unwrap_or_else(|| item_data(key, request.value));
+                self.link(shared, hash, Slot::item(data, key.len(), meta));
+            }
+        }
+        self.counters.total_items += 1;
+        // Making room may have emptied much of the arena.
+        self.maybe_compact(shared);
+        Ok(StoreOutcome::Stored)
+    }
+
+    pub fn incr_decr(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        delta: Delta,
+        moment: &Moment,
+        prepaid: &mut Charge,
+    ) -> Result<Result<u64, DeltaError>, Charge> {
+        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
+            return Ok(Err(DeltaError::NotFound));
+        };
+        let Some(current) = parse_counter(self.slots[index as usize].value()) else {
+            return Ok(Err(DeltaError::NonNumeric));
+        };
+        let updated = match delta {
+            Delta::Incr(amount) => current.wrapping_add(amount),
+            Delta::Decr(amount) => current.saturating_sub(amount),
+        };
+        let mut buf = [0; MAX_DIGITS];
+        let digits = format_counter(updated, &mut buf);
+
+        let slot = &self.slots[index as usize];
+        if digits.len() <= slot.value().len() {
+            // Like memcached: rewrite in place and pad with spaces, keeping the length.
+            self.policy.on_access(&mut self.slots, index);
+            let slot = &mut self.slots[index as usize];
+            let value = slot.value_mut();
+            value[..digits.len()].copy_from_slice(digits);
+            value[digits.len()..].fill(b' ');
+            slot.cas = shared.next_cas();
+            slot.time = moment.now;
+            return Ok(Ok(updated));
+        }
+
+        // The number grew longer than the item: replace it, keeping flags and expiry.
+        let old_cost = slot.cost();
+        let new_cost = item_cost(key.len() + digits.len());
+        let need = Charge {
+            bytes: new_cost.saturating_sub(old_cost),
+            entries: 0,
+        };
+        self.make_room_keeping(shared, moment, need, prepaid, Some(index))?;
+        let slot = &mut self.slots[index as usize];
+        let meta = ItemMeta {
+            cas: shared.next_cas(),
+            flags: slot.flags,
+            exptime: slot.exptime,
+            time: moment.now,
+        };
+        drop(slot.replace(item_data(key, digits), meta));
+        self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
+        self.counters.total_items += 1;
+        self.maybe_compact(shared);
+        Ok(Ok(updated))
+    }
+
+    /// Reserves `need` (using `prepaid` first), evicting from this stripe as required, but
+    /// never the item at `keep`, which is about to be rewritten; `keep` ends up most
+    /// recently used. `Err` carries what is still missing once this stripe has nothing
+    /// left to evict.
+    fn make_room_keeping(
+        &mut self,
+        shared: &Shared,
+        moment: &Moment,
+        need: Charge,
+        prepaid: &mut Charge,
+        keep: Option<SlotIndex>,
+    ) -> Result<(), Charge> {
+        if let Some(index) = keep {
+            self.policy.on_remove(&mut self.slots, index);
+        }
+        let outstanding = need.saturating_sub(*prepaid);
+        let result = loop {
+            match shared.budget.try_reserve(outstanding) {
+                Ok(()) => {
+                    *prepaid = prepaid.saturating_sub(need);
+                    break Ok(());
+                }
+                Err(shortage) => {
+                    if !self.evict_one(shared, moment, shortage) {
+                        break Err(outstanding);
+                    }
+                }
+            }
+        };
+        if let Some(index) = keep {
+            self.policy.on_insert(&mut self.slots, index);
+        }
+        result
+    }
+
+    /// Evicts from this stripe until `need` would fit in the budget. Returns false when
+    /// the stripe ran out of items while the budget was still short.
+    pub fn evict_for(&mut self, shared: &Shared, moment: &Moment, need: Charge) -> bool {
+        let mut room = true;
+        while let Some(shortage) = shared.budget.shortage(need) {
+            if !self.evict_one(shared, moment, shortage) {
+                room = false;
+                break;
+            }
+        }
+        self.maybe_compact(shared);
+        room
+    }
+
+    /// Removes the policy's victim, counting it as reclaimed when it had expired or been
+    /// flushed anyway. Returns false when the stripe has nothing to give.
+    fn evict_one(&mut self, shared: &Shared, moment: &Moment, shortage: Shortage) -> bool {
+        let Some(victim) = self.policy.victim(&mut self.slots) else {
+            return false;
+        };
+        let slot = &self.slots[victim as usize];
+        let unfetched = !slot.was_fetched();
+        if moment.gone(slot).is_some() {
+            self.counters.reclaimed += 1;
+            self.counters.expired_unfetched += u64::from(unfetched);
+        } else {
+            match shortage {
+                Shortage::Memory => self.counters.evictions_memory += 1,
+                Shortage::Entries => self.counters.evictions_entries += 1,
+            }
+            self.counters.evicted_unfetched += u64::from(unfetched);
+        }
+        let hash = shared.hash(slot.key());
+        self.unlink(shared, hash, victim);
+        true
+    }
+
+    /// Removes up to `max_remove` expired or flushed items, looking at no more than
+    /// `max_scan` slots from `from`.
+    pub fn sweep(
+        &mut self,
+        shared: &Shared,
+        moment: &Moment,
+        from: usize,
+        max_remove: usize,
+        max_scan: usize,
+    ) -> SweepProgress {
+        let end = self.slots.len().min(from.saturating_add(max_scan));
+        let mut removed = 0;
+        let mut position = from;
+        while position < end && removed < max_remove {
+            let slot = &self.slots[position];
+            if slot.is_live() && moment.gone(slot).is_some() {
+                self.counters.reclaimed += 1;
+                self.counters.expired_unfetched += u64::from(!slot.was_fetched());
+                let hash = shared.hash(slot.key());
+                self.unlink(shared, hash, position as SlotIndex);
+                removed += 1;
+            }
+            position += 1;
+        }
+        let compacted = self.maybe_compact(shared);
+        SweepProgress {
+            removed,
+            next: (position < self.slots.len() && !compacted).then_some(position),
+        }
+    }
+
+    /// Drops every flushed item at once (an immediate `flush_all`), and gives the stripe's
+    /// memory back to the allocator when nothing is left.
+    pub fn drop_flushed(&mut self, shared: &Shared, moment: &Moment) {
+        let Shard {
+            table,
+            slots,
+            free_head,
+            policy,
+            counters,
+        } = self;
+        let mut freed = Charge::ZERO;
+        table.retain(|&mut index| {
+            let slot = &slots[index as usize];
+            if moment.gone(slot) != Some(Gone::Flushed) {
+                return true;
+            }
+            freed.add(Charge {
+                bytes: slot.cost(),
+                entries: 1,
+            });
+            policy.on_remove(slots, index);
+            drop(slots[index as usize].release(*free_head));
+            *free_head = index;
+            false
+        });
+        counters.curr_items -= freed.entries as u64;
+        counters.bytes -= freed.bytes as u64;
+        shared.budget.release(freed);
+        if table.is_empty() {
+            *table = HashTable::new();
+            *slots = Vec::new();
+            *free_head = NIL;
+            policy.clear();
+        } else {
+            self.maybe_compact(shared);
+        }
+    }
+
+    /// Puts a new item into the arena and table. Its cost must already be reserved.
+    fn link(&mut self, shared: &Shared, hash: u64, slot: Slot) -> SlotIndex {
+        let cost = slot.cost();
+        let index = if self.free_head != NIL {
+            let index = self.free_head;
+            self.free_head = self.slots[index as usize].links.next;
+            self.slots[index as usize] = slot;
+            index
+        } else {
+            if self.slots.len() == self.slots.capacity() {
+                // Grow by an eighth rather than doubling: the headroom is what item_cost charges.
+                let growth = (self.slots.len() / 8).max(MIN_ARENA_GROWTH);
+                self.slots.reserve_exact(growth);
+            }
+            let index = SlotIndex::try_from(self.slots.len())
+                .ok()
+                .filter(|&index| index != NIL)
+                .expect("a stripe holds fewer than 2^32 - 1 items");
+            self.slots.push(slot);
+            index
+        };
+        let Shard { table, slots, .. } = self;
+        table.insert_unique(hash, index, |&other| {
+            shared.hash(slots[other as usize].key())
+        });
+        self.policy.on_insert(&mut self.slots, index);
+        self.counters.curr_items += 1;
+        self.counters.bytes += cost as u64;
+        index
+    }
+
+    /// Takes an item out of the table, the policy and the arena, and gives its cost back.
+    fn unlink(&mut self, shared: &Shared, hash: u64, index: SlotIndex) {
+        if let Ok(entry) = self.table.find_entry(hash, |&other| other == index) {
+            entry.remove();
+        } else {
+            debug_assert!(false, "a live slot is always in the table");
+        }
+        self.policy.on_remove(&mut self.slots, index);
+        let slot = &mut self.slots[index as usize];
+        let cost = slot.cost();
+        drop(slot.release(self.free_head));
+        self.free_head = index;
+        self.counters.curr_items -= 1;
+        self.counters.bytes -= cost as u64;
+        shared.budget.release(Charge {
+            bytes: cost,
+            entries: 1,
+        });
+    }
+
+    /// Compacts the arena (and shrinks the table) when more than an eighth of a large arena
+    /// is free, so memory freed by deletes, expiry, flushes and evictions of many small items
+    /// goes back to the allocator instead of sitting uncharged in free slots. Moves slots:
+    /// callers must hold no slot index across it. Returns whether it ran.
+    fn maybe_compact(&mut self, shared: &Shared) -> bool {
+        let len = self.slots.len();
+        let live = self.table.len();
+        if len < COMPACT_MIN_SLOTS || live * 8 >= len * 7 {
+            return false;
+        }
+        let mut new_index = vec![NIL; len];
+        let mut compacted = Vec::with_capacity(live + live / 8);
+        for (old, slot) in self.slots.iter_mut().enumerate() {
+            if slot.is_live() {
+                new_index[old] = compacted.len() as SlotIndex;
+                compacted.push(std::mem::replace(slot, Slot::free(NIL)));
+            }
+        }
+        self.policy.remap(&mut compacted, &new_index);
+        for index in self.table.iter_mut() {
+            *index = new_index[*index as usize];
+        }
+        self.table
+            .shrink_to_fit(|&index| shared.hash(compacted[index as usize].key()));
+        self.slots = compacted;
+        self.free_head = NIL;
+        true
+    }
+}
+
+/// One allocation holding `parts` back to back.
+fn concat(parts: &[&[u8]]) -> Box<[u8]> {
+    let mut data = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        data.extend_from_slice(part);
+    }
+    data.into_boxed_slice()
+}

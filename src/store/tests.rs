@@ -1,0 +1,819 @@
+//! Behaviour of the whole store, checked against memcached 1.6's semantics.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::thread;
+
+use super::item::item_cost;
+use super::*;
+
+fn store_with(config: StoreConfig) -> Store {
+    Store::new(config)
+}
+
+fn small_store() -> Store {
+    store_with(StoreConfig {
+        stripes: 4,
+        ..StoreConfig::default()
+    })
+}
+
+/// (value, flags, cas) of a visible item.
+fn fetch(store: &Store, key: &[u8]) -> Option<(Vec<u8>, u32, u64)> {
+    store.get(key, |item| {
+        assert_eq!(item.key, key);
+        (item.value.to_vec(), item.flags, item.cas)
+    })
+}
+
+fn try_value(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    fetch(store, key).map(|(value, _, _)| value)
+}
+
+fn cas_of(store: &Store, key: &[u8]) -> u64 {
+    fetch(store, key).expect("item present").2
+}
+
+fn set(store: &Store, key: &[u8], value: &[u8]) {
+    assert_eq!(
+        store.store(StoreMode::Set, key, 0, Expiry::NEVER, value),
+        StoreOutcome::Stored
+    );
+}
+
+/// The memory one item with this key and value is charged.
+fn cost(key: &[u8], value_len: usize) -> usize {
+    item_cost(key.len() + value_len)
+}
+
+#[test]
+fn set_then_get_returns_value_flags_and_cas() {
+    let store = small_store();
+    assert_eq!(fetch(&store, b"k"), None);
+    assert_eq!(
+        store.store(StoreMode::Set, b"k", 42, Expiry::NEVER, b"hello"),
+        StoreOutcome::Stored
+    );
+    let (value, flags, cas) = fetch(&store, b"k").unwrap();
+    assert_eq!((value.as_slice(), flags), (&b"hello"[..], 42));
+    assert_ne!(cas, 0);
+    set(&store, b"k", b"bye");
+    assert_eq!(value_of(&store, b"k"), b"bye");
+    let stats = store.stats();
+    assert_eq!((stats.curr_items, stats.total_items), (1, 2));
+    assert_eq!(stats.bytes, cost(b"k", 3) as u64);
+}
+
+fn value_of(store: &Store, key: &[u8]) -> Vec<u8> {
+    try_value(store, key).expect("item present")
+}
+
+#[test]
+fn add_stores_only_when_absent() {
+    let store = small_store();
+    assert_eq!(
+        store.store(StoreMode::Add, b"k", 1, Expiry::NEVER, b"first"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        store.store(StoreMode::Add, b"k", 2, Expiry::NEVER, b"second"),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(fetch(&store, b"k").unwrap().0, b"first");
+    // An expired item does not block an add.
+    store.store(StoreMode::Set, b"gone", 0, Expiry::from_memcached(-1), b"x");
+    assert_eq!(
+        store.store(StoreMode::Add, b"gone", 0, Expiry::NEVER, b"new"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(value_of(&store, b"gone"), b"new");
+}
+
+#[test]
+fn replace_needs_an_existing_item() {
+    let store = small_store();
+    assert_eq!(
+        store.store(StoreMode::Replace, b"k", 0, Expiry::NEVER, b"v"),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(try_value(&store, b"k"), None);
+    set(&store, b"k", b"old");
+    assert_eq!(
+        store.store(StoreMode::Replace, b"k", 9, Expiry::NEVER, b"new"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(fetch(&store, b"k").unwrap().0, b"new");
+    assert_eq!(fetch(&store, b"k").unwrap().1, 9);
+}
+
+#[test]
+fn append_and_prepend_need_an_item_and_keep_its_flags_and_expiry() {
+    let store = small_store();
+    for mode in [StoreMode::Append, StoreMode::Prepend] {
+        assert_eq!(
+            store.store(mode, b"k", 0, Expiry::NEVER, b"x"),
+            StoreOutcome::NotStored
+        );
+    }
+    assert_eq!(try_value(&store, b"k"), None);
+
+    store.store(StoreMode::Set, b"k", 7, Expiry::from_memcached(100), b"mid");
+    let cas_before = cas_of(&store, b"k");
+    assert_eq!(
+        store.store(StoreMode::Append, b"k", 99, Expiry::NEVER, b"-end"),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        store.store(
+            StoreMode::Prepend,
+            b"k",
+            98,
+            Expiry::from_memcached(5000),
+            b"start-"
+        ),
+        StoreOutcome::Stored
+    );
+    let (value, flags, cas) = fetch(&store, b"k").unwrap();
+    assert_eq!(value, b"start-mid-end");
+    assert_eq!(flags, 7);
+    assert!(cas > cas_before);
+    // Still the original 100 s expiry, not NEVER nor 5000 s.
+    store.advance_clock_for_test(99);
+    assert!(try_value(&store, b"k").is_some());
+    store.advance_clock_for_test(1);
+    assert_eq!(try_value(&store, b"k"), None);
+}
+
+#[test]
+fn cas_outcomes() {
+    let store = small_store();
+    assert_eq!(
+        store.store(StoreMode::Cas(1), b"k", 0, Expiry::NEVER, b"v"),
+        StoreOutcome::NotFound
+    );
+    set(&store, b"k", b"v1");
+    let cas = cas_of(&store, b"k");
+    assert_eq!(
+        store.store(StoreMode::Cas(cas + 1), b"k", 0, Expiry::NEVER, b"v2"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        store.store(StoreMode::Cas(0), b"k", 0, Expiry::NEVER, b"v2"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(value_of(&store, b"k"), b"v1");
+    assert_eq!(
+        store.store(StoreMode::Cas(cas), b"k", 3, Expiry::NEVER, b"v2"),
+        StoreOutcome::Stored
+    );
+    let (value, flags, new_cas) = fetch(&store, b"k").unwrap();
+    assert_eq!((value.as_slice(), flags), (&b"v2"[..], 3));
+    assert!(new_cas > cas);
+    // The old unique value no longer matches.
+    assert_eq!(
+        store.store(StoreMode::Cas(cas), b"k", 0, Expiry::NEVER, b"v3"),
+        StoreOutcome::Exists
+    );
+}
+
+#[test]
+fn without_cas_values_are_zero_and_cas_never_matches() {
+    let store = store_with(StoreConfig {
+        cas_enabled: false,
+        stripes: 2,
+        ..StoreConfig::default()
+    });
+    set(&store, b"k", b"v");
+    assert_eq!(cas_of(&store, b"k"), 0);
+    assert_eq!(
+        store.store(StoreMode::Cas(0), b"k", 0, Expiry::NEVER, b"w"),
+        StoreOutcome::Exists
+    );
+    assert_eq!(
+        store.store(StoreMode::Cas(1), b"missing", 0, Expiry::NEVER, b"w"),
+        StoreOutcome::NotFound
+    );
+    assert_eq!(value_of(&store, b"k"), b"v");
+}
+
+#[test]
+fn every_modification_gets_a_new_cas_but_touch_does_not() {
+    let store = small_store();
+    set(&store, b"n", b"1");
+    let mut seen = vec![cas_of(&store, b"n")];
+    store.incr_decr(b"n", true, 1).unwrap();
+    seen.push(cas_of(&store, b"n"));
+    store.store(StoreMode::Append, b"n", 0, Expiry::NEVER, b"0");
+    seen.push(cas_of(&store, b"n"));
+    store.store(StoreMode::Replace, b"n", 0, Expiry::NEVER, b"5");
+    seen.push(cas_of(&store, b"n"));
+    assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "{seen:?}");
+    assert!(store.touch(b"n", Expiry::from_memcached(100)));
+    assert_eq!(cas_of(&store, b"n"), *seen.last().unwrap());
+    assert!(store
+        .get_and_touch(b"n", Expiry::NEVER, |item| item.cas)
+        .is_some_and(|cas| cas == *seen.last().unwrap()));
+}
+
+#[test]
+fn cas_values_are_unique_and_increasing_across_threads() {
+    let store = Arc::new(small_store());
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                let key = format!("key-{thread}");
+                (0..2000)
+                    .map(|i| {
+                        set(&store, key.as_bytes(), format!("{i}").as_bytes());
+                        cas_of(&store, key.as_bytes())
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all = HashSet::new();
+    for handle in threads {
+        let values = handle.join().unwrap();
+        assert!(values.windows(2).all(|pair| pair[0] < pair[1]));
+        for cas in values {
+            assert!(all.insert(cas), "cas {cas} handed out twice");
+        }
+    }
+    assert_eq!(all.len(), 8000);
+}
+
+#[test]
+fn incr_and_decr_follow_memcached() {
+    let store = small_store();
+    assert_eq!(store.incr_decr(b"n", true, 1), Err(DeltaError::NotFound));
+    set(&store, b"n", b"18446744073709551614");
+    assert_eq!(store.incr_decr(b"n", true, 1), Ok(u64::MAX));
+    assert_eq!(store.incr_decr(b"n", true, 3), Ok(2));
+    // The wrapped value is shorter: written in place and space padded.
+    assert_eq!(value_of(&store, b"n"), b"2                   ");
+
+    set(&store, b"d", b"3");
+    assert_eq!(store.incr_decr(b"d", false, 5), Ok(0));
+    assert_eq!(value_of(&store, b"d"), b"0");
+    assert_eq!(store.incr_decr(b"d", false, u64::MAX), Ok(0));
+}
+
+#[test]
+fn shorter_result_is_padded_in_place_and_longer_result_replaces() {
+    let store = small_store();
+    store.store(StoreMode::Set, b"n", 5, Expiry::from_memcached(100), b"10");
+    assert_eq!(store.incr_decr(b"n", false, 5), Ok(5));
+    assert_eq!(value_of(&store, b"n"), b"5 ");
+    assert_eq!(store.incr_decr(b"n", true, 100), Ok(105));
+    let (value, flags, _) = fetch(&store, b"n").unwrap();
+    assert_eq!((value.as_slice(), flags), (&b"105"[..], 5));
+    assert_eq!(store.stats().bytes, cost(b"n", 3) as u64);
+    // The replacement kept the expiry.
+    store.advance_clock_for_test(100);
+    assert_eq!(store.incr_decr(b"n", true, 1), Err(DeltaError::NotFound));
+}
+
+#[test]
+fn incr_refuses_non_numeric_values() {
+    let store = small_store();
+    for (data, expected) in [
+        (&b" 12"[..], Ok(13)),
+        (b"12 ", Ok(13)),
+        (b"12abc", Err(DeltaError::NonNumeric)),
+        (b"", Err(DeltaError::NonNumeric)),
+        (b"abc", Err(DeltaError::NonNumeric)),
+        (b"18446744073709551616", Err(DeltaError::NonNumeric)),
+        (b"99999999999999999999", Err(DeltaError::NonNumeric)),
+        (b"-1", Err(DeltaError::NonNumeric)),
+    ] {
+        set(&store, b"n", data);
+        assert_eq!(store.incr_decr(b"n", true, 1), expected, "{data:?}");
+        if expected.is_err() {
+            assert_eq!(value_of(&store, b"n"), data);
+        }
+    }
+}
+
+#[test]
+fn expiry_rules() {
+    let store = small_store();
+    let put = |key: &[u8], exptime: i64| {
+        store.store(
+            StoreMode::Set,
+            key,
+            0,
+            Expiry::from_memcached(exptime),
+            b"v",
+        )
+    };
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    put(b"never", 0);
+    put(b"negative", -1);
+    put(b"relative", 10);
+    put(b"absolute-future", unix_now + 20);
+    put(b"absolute-past", unix_now - 20);
+    assert!(try_value(&store, b"never").is_some());
+    assert_eq!(try_value(&store, b"negative"), None);
+    assert_eq!(try_value(&store, b"absolute-past"), None);
+    assert!(try_value(&store, b"relative").is_some());
+    assert!(try_value(&store, b"absolute-future").is_some());
+
+    store.advance_clock_for_test(9);
+    assert!(try_value(&store, b"relative").is_some());
+    store.advance_clock_for_test(1);
+    assert_eq!(try_value(&store, b"relative"), None);
+    assert!(try_value(&store, b"absolute-future").is_some());
+    store.advance_clock_for_test(11);
+    assert_eq!(try_value(&store, b"absolute-future"), None);
+    assert!(try_value(&store, b"never").is_some());
+
+    let stats = store.stats();
+    assert_eq!(stats.curr_items, 1);
+    assert_eq!(stats.get_expired, 4);
+}
+
+#[test]
+fn expired_items_are_invisible_to_every_command() {
+    let store = small_store();
+    store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(5), b"1");
+    store.advance_clock_for_test(5);
+    assert!(!store.touch(b"k", Expiry::NEVER));
+    store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(5), b"1");
+    store.advance_clock_for_test(5);
+    assert_eq!(store.incr_decr(b"k", true, 1), Err(DeltaError::NotFound));
+    store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(5), b"1");
+    store.advance_clock_for_test(5);
+    assert!(!store.delete(b"k"));
+    assert_eq!(
+        store.store(StoreMode::Replace, b"k", 0, Expiry::NEVER, b"2"),
+        StoreOutcome::NotStored
+    );
+    let stats = store.stats();
+    assert_eq!((stats.curr_items, stats.bytes), (0, 0));
+    assert_eq!(stats.expired_unfetched, 3);
+}
+
+#[test]
+fn touch_and_gat_change_expiry() {
+    let store = small_store();
+    store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(10), b"v");
+    assert!(store.touch(b"k", Expiry::from_memcached(100)));
+    assert!(!store.touch(b"missing", Expiry::NEVER));
+    store.advance_clock_for_test(50);
+    assert_eq!(value_of(&store, b"k"), b"v");
+    assert_eq!(
+        store.get_and_touch(b"k", Expiry::from_memcached(10), |item| item.value.to_vec()),
+        Some(b"v".to_vec())
+    );
+    store.advance_clock_for_test(10);
+    assert_eq!(try_value(&store, b"k"), None);
+    assert_eq!(
+        store.get_and_touch(b"k", Expiry::NEVER, |item| item.value.len()),
+        None
+    );
+
+    // A negative exptime through gat returns the item once, then it is gone.
+    set(&store, b"j", b"w");
+    assert_eq!(
+        store.get_and_touch(b"j", Expiry::from_memcached(-1), |item| item.value.len()),
+        Some(1)
+    );
+    assert_eq!(try_value(&store, b"j"), None);
+}
+
+#[test]
+fn delete_removes_and_reports() {
+    let store = small_store();
+    set(&store, b"k", b"v");
+    assert!(store.delete(b"k"));
+    assert!(!store.delete(b"k"));
+    assert_eq!(try_value(&store, b"k"), None);
+    assert_eq!(store.stats().bytes, 0);
+}
+
+#[test]
+fn flush_all_now_hides_and_frees_everything_stored_before() {
+    let store = small_store();
+    for i in 0..100 {
+        set(&store, format!("k{i}").as_bytes(), b"value");
+    }
+    store.flush_all(0);
+    for i in 0..100 {
+        assert_eq!(try_value(&store, format!("k{i}").as_bytes()), None);
+    }
+    let stats = store.stats();
+    assert_eq!((stats.curr_items, stats.bytes), (0, 0));
+    assert_eq!(store.shared.budget.used_bytes(), 0);
+    // Stored after the flush, in the same second: visible.
+    set(&store, b"after", b"v");
+    assert_eq!(value_of(&store, b"after"), b"v");
+    store.flush_all(-1);
+    assert_eq!(try_value(&store, b"after"), None);
+}
+
+#[test]
+fn delayed_flush_all_hides_items_stored_before_the_deadline() {
+    let store = small_store();
+    set(&store, b"early", b"1");
+    store.flush_all(10);
+    store.advance_clock_for_test(5);
+    set(&store, b"before-deadline", b"2");
+    store.advance_clock_for_test(3);
+    assert!(try_value(&store, b"early").is_some());
+    assert!(try_value(&store, b"before-deadline").is_some());
+    store.advance_clock_for_test(2);
+    assert_eq!(try_value(&store, b"early"), None);
+    assert_eq!(try_value(&store, b"before-deadline"), None);
+    assert_eq!(store.stats().get_flushed, 2);
+    store.advance_clock_for_test(1);
+    set(&store, b"after-deadline", b"3");
+    store.advance_clock_for_test(100);
+    assert_eq!(value_of(&store, b"after-deadline"), b"3");
+}
+
+#[test]
+fn sweeper_removes_expired_and_flushed_items() {
+    let store = small_store();
+    for i in 0..50 {
+        let exptime = if i % 2 == 0 { 10 } else { 0 };
+        store.store(
+            StoreMode::Set,
+            format!("k{i}").as_bytes(),
+            0,
+            Expiry::from_memcached(exptime),
+            b"v",
+        );
+    }
+    assert_eq!(store.sweep_expired(100), 0);
+    store.advance_clock_for_test(10);
+    // A budget caps each call; calls continue where the last stopped.
+    assert_eq!(store.sweep_expired(10), 10);
+    assert_eq!(store.sweep_expired(100), 15);
+    assert_eq!(store.sweep_expired(100), 0);
+    let stats = store.stats();
+    assert_eq!(
+        (stats.curr_items, stats.reclaimed, stats.expired_unfetched),
+        (25, 25, 25)
+    );
+    assert_eq!(stats.bytes, 25 * cost(b"k10", 1) as u64);
+
+    store.flush_all(5);
+    store.advance_clock_for_test(5);
+    assert_eq!(store.sweep_expired(100), 25);
+    assert_eq!(store.stats().bytes, 0);
+}
+
+#[test]
+fn item_size_limit_matches_memcached() {
+    let store = store_with(StoreConfig {
+        max_memory: 8 * 1024 * 1024,
+        max_item_size: 1024 * 1024,
+        stripes: 4,
+        ..StoreConfig::default()
+    });
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    // memcached 1.6 -I 1m: 1048516 value bytes under a one-byte key fit, one more does not.
+    assert_eq!(
+        store.store(StoreMode::Set, b"k", 0, Expiry::NEVER, &big[..1_048_516]),
+        StoreOutcome::Stored
+    );
+    assert_eq!(
+        store.store(StoreMode::Set, b"j", 0, Expiry::NEVER, &big[..1_048_517]),
+        StoreOutcome::TooLarge
+    );
+    assert_eq!(
+        store.store(
+            StoreMode::Set,
+            b"j",
+            0,
+            Expiry::NEVER,
+            &big[..1024 * 1024 - 100]
+        ),
+        StoreOutcome::Stored
+    );
+    // A failed set takes the old item with it; other modes leave it alone.
+    assert_eq!(
+        store.store(StoreMode::Replace, b"k", 0, Expiry::NEVER, &big),
+        StoreOutcome::TooLarge
+    );
+    assert!(try_value(&store, b"k").is_some());
+    assert_eq!(
+        store.store(StoreMode::Set, b"k", 0, Expiry::NEVER, &big),
+        StoreOutcome::TooLarge
+    );
+    assert_eq!(try_value(&store, b"k"), None);
+    // Appending past the limit is refused with NOT_STORED, as memcached does.
+    assert_eq!(
+        store.store(StoreMode::Append, b"j", 0, Expiry::NEVER, &big[..200]),
+        StoreOutcome::NotStored
+    );
+    assert_eq!(value_of(&store, b"j").len(), 1024 * 1024 - 100);
+    // Keys longer than 250 bytes are refused.
+    assert_eq!(
+        store.store(StoreMode::Set, &[b'a'; 251], 0, Expiry::NEVER, b"v"),
+        StoreOutcome::TooLarge
+    );
+    assert_eq!(
+        store.store(StoreMode::Set, &[b'a'; 250], 0, Expiry::NEVER, b"v"),
+        StoreOutcome::Stored
+    );
+}
+
+#[test]
+fn lru_evicts_the_oldest_unread_item() {
+    let value = [b'v'; 100];
+    let store = store_with(StoreConfig {
+        max_memory: 3 * cost(b"a", value.len()),
+        stripes: 1,
+        ..StoreConfig::default()
+    });
+    set(&store, b"a", &value);
+    set(&store, b"b", &value);
+    set(&store, b"c", &value);
+    assert!(try_value(&store, b"a").is_some());
+    set(&store, b"d", &value);
+    assert!(try_value(&store, b"b").is_none());
+    for key in [b"a", b"c", b"d"] {
+        assert!(try_value(&store, key).is_some());
+    }
+    // A failed add bumps the item like a read, so "c" (read before "a" and "d") goes next.
+    assert_eq!(
+        store.store(StoreMode::Add, b"a", 0, Expiry::NEVER, &value),
+        StoreOutcome::NotStored
+    );
+    set(&store, b"e", &value);
+    assert!(try_value(&store, b"c").is_none());
+    let stats = store.stats();
+    assert_eq!((stats.evictions, stats.evictions_memory), (2, 2));
+    // "b" went unread, "c" had been read.
+    assert_eq!(stats.evicted_unfetched, 1);
+    assert_eq!(stats.curr_items, 3);
+}
+
+#[test]
+fn expired_victims_count_as_reclaimed() {
+    let value = [b'v'; 100];
+    let store = store_with(StoreConfig {
+        max_memory: 2 * cost(b"a", value.len()),
+        stripes: 1,
+        ..StoreConfig::default()
+    });
+    store.store(StoreMode::Set, b"a", 0, Expiry::from_memcached(5), &value);
+    set(&store, b"b", &value);
+    store.advance_clock_for_test(5);
+    set(&store, b"c", &value);
+    set(&store, b"d", &value);
+    let stats = store.stats();
+    assert_eq!((stats.reclaimed, stats.expired_unfetched), (1, 1));
+    assert_eq!((stats.evictions, stats.evicted_unfetched), (1, 1));
+    assert!(try_value(&store, b"c").is_some() && try_value(&store, b"d").is_some());
+}
+
+#[test]
+fn memory_limit_holds_under_mixed_sizes() {
+    let limit = 4 * 1024 * 1024;
+    let store = store_with(StoreConfig {
+        max_memory: limit,
+        stripes: 16,
+        ..StoreConfig::default()
+    });
+    let sizes = [10, 100, 1000, 10_000, 100_000, 37, 5000, 64 * 1024 + 1];
+    let data = vec![b'x'; 100_000];
+    let mut stored_bytes = 0;
+    for i in 0..3000 {
+        let size = sizes[i % sizes.len()];
+        let key = format!("key-{i}");
+        assert_eq!(
+            store.store(
+                StoreMode::Set,
+                key.as_bytes(),
+                0,
+                Expiry::NEVER,
+                &data[..size]
+            ),
+            StoreOutcome::Stored
+        );
+        stored_bytes += size;
+        assert!(store.shared.budget.used_bytes() <= limit);
+        // The item just stored is readable whole.
+        assert_eq!(
+            try_value(&store, key.as_bytes()).map(|v| v.len()),
+            Some(size)
+        );
+    }
+    assert!(stored_bytes > 10 * limit);
+    let stats = store.stats();
+    assert!(stats.bytes <= limit as u64);
+    assert_eq!(stats.bytes, store.shared.budget.used_bytes() as u64);
+    assert!(stats.evictions > 0);
+    // Eviction only makes the room needed: the store stays well used.
+    assert!(stats.bytes > limit as u64 / 2, "{stats:?}");
+    let resident = (0..3000)
+        .filter(|i| try_value(&store, format!("key-{i}").as_bytes()).is_some())
+        .count() as u64;
+    assert_eq!(resident, stats.curr_items);
+}
+
+#[test]
+fn a_megabyte_item_fits_in_a_two_megabyte_store() {
+    let store = store_with(StoreConfig {
+        max_memory: 2 * 1024 * 1024,
+        stripes: 64,
+        ..StoreConfig::default()
+    });
+    // Fill every stripe with small items first, so the big one must evict elsewhere.
+    for i in 0..20_000 {
+        set(&store, format!("small-{i}").as_bytes(), &[b's'; 50]);
+    }
+    // The largest value memcached -I 1m takes under a one-byte key.
+    let big = vec![b'b'; 1_048_516];
+    for key in [b"a", b"b", b"c"] {
+        assert_eq!(
+            store.store(StoreMode::Set, key, 0, Expiry::NEVER, &big),
+            StoreOutcome::Stored
+        );
+        assert_eq!(try_value(&store, key).map(|v| v.len()), Some(big.len()));
+        assert!(store.stats().bytes <= 2 * 1024 * 1024);
+    }
+    // Replacing the big item with another big one reuses its charge.
+    assert_eq!(
+        store.store(StoreMode::Set, b"c", 0, Expiry::NEVER, &big),
+        StoreOutcome::Stored
+    );
+    // Two big items never fit together, so each store evicted the one before.
+    assert_eq!(try_value(&store, b"a"), None);
+    assert_eq!(try_value(&store, b"b"), None);
+    assert!(try_value(&store, b"c").is_some());
+}
+
+#[test]
+fn items_that_can_never_fit_are_refused_without_evicting() {
+    let store = store_with(StoreConfig {
+        max_memory: 100 * 1024,
+        stripes: 4,
+        ..StoreConfig::default()
+    });
+    set(&store, b"keep", b"v");
+    set(&store, b"k", b"old");
+    assert_eq!(
+        store.store(StoreMode::Set, b"k", 0, Expiry::NEVER, &[0; 200 * 1024]),
+        StoreOutcome::NoMemory
+    );
+    // The failed set removed the old value; nothing else was evicted.
+    assert_eq!(try_value(&store, b"k"), None);
+    assert!(try_value(&store, b"keep").is_some());
+    assert_eq!(store.stats().evictions, 0);
+}
+
+#[test]
+fn entry_limit_evicts_by_count() {
+    let store = store_with(StoreConfig {
+        max_entries: Some(10),
+        stripes: 4,
+        ..StoreConfig::default()
+    });
+    for i in 0..25 {
+        set(&store, format!("k{i}").as_bytes(), b"v");
+    }
+    let stats = store.stats();
+    assert_eq!(stats.curr_items, 10);
+    assert_eq!((stats.evictions, stats.evictions_entries), (15, 15));
+    assert_eq!(stats.evictions_memory, 0);
+    // Overwriting does not need a new entry.
+    set(&store, b"k24", b"w");
+    assert_eq!(store.stats().evictions, 15);
+}
+
+#[test]
+fn arena_compacts_after_mass_delete_and_keeps_lru_order() {
+    let key = |i: usize| format!("k{i}").into_bytes();
+    let store = store_with(StoreConfig {
+        max_entries: Some(5000),
+        stripes: 1,
+        ..StoreConfig::default()
+    });
+    for i in 0..5000 {
+        set(&store, &key(i), b"value");
+    }
+    for i in 0..4000 {
+        assert!(store.delete(&key(i)));
+    }
+    let arena_len = store.stripes[0].shard.lock().arena_len();
+    // Compaction keeps at most an eighth of the arena free.
+    assert!(arena_len <= 1142, "arena still {arena_len} slots");
+    for i in 0..4000 {
+        assert_eq!(try_value(&store, &key(i)), None);
+    }
+    // Read the older half of the survivors: k4500 becomes the oldest unread item.
+    for i in 4000..4500 {
+        assert_eq!(value_of(&store, &key(i)), b"value");
+    }
+    // 4000 new items fill the entry limit; one more evicts the least recently read: k4500.
+    for i in 5000..9000 {
+        set(&store, &key(i), b"new");
+    }
+    assert_eq!(store.stats().evictions, 0);
+    set(&store, &key(9000), b"new");
+    assert_eq!(try_value(&store, &key(4500)), None);
+    for i in (4000..4500).chain(4501..9001) {
+        assert!(try_value(&store, &key(i)).is_some(), "k{i} lost");
+    }
+    assert_eq!(store.stats().curr_items, 5000);
+}
+
+#[test]
+fn concurrent_increments_are_never_lost() {
+    let store = Arc::new(store_with(StoreConfig {
+        stripes: 16,
+        ..StoreConfig::default()
+    }));
+    let counters: Vec<String> = (0..4).map(|i| format!("counter-{i}")).collect();
+    for key in &counters {
+        set(&store, key.as_bytes(), b"0");
+    }
+    let threads = 8;
+    let rounds = 2000;
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let store = Arc::clone(&store);
+            let counters = counters.clone();
+            thread::spawn(move || {
+                for round in 0..rounds {
+                    let counter = &counters[(thread + round) % counters.len()];
+                    store.incr_decr(counter.as_bytes(), true, 1).unwrap();
+                    let key = format!("shared-{}", round % 64);
+                    store.store(StoreMode::Set, key.as_bytes(), 0, Expiry::NEVER, b"payload");
+                    store.get(key.as_bytes(), |item| item.value.len());
+                    store.store(StoreMode::Append, key.as_bytes(), 0, Expiry::NEVER, b"+");
+                    store.incr_decr(key.as_bytes(), false, 1).unwrap_err();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let total: u64 = counters
+        .iter()
+        .map(|key| {
+            let text = value_of(&store, key.as_bytes());
+            std::str::from_utf8(&text)
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, (threads * rounds) as u64);
+}
+
+#[test]
+fn concurrent_writers_respect_a_small_memory_limit() {
+    let limit = 512 * 1024;
+    let store = Arc::new(store_with(StoreConfig {
+        max_memory: limit,
+        stripes: 16,
+        ..StoreConfig::default()
+    }));
+    let handles: Vec<_> = (0..4)
+        .map(|thread| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                let data = vec![b'x'; 40_000];
+                for i in 0..3000usize {
+                    let key = format!("t{thread}-{}", i % 500);
+                    let size = (i * 7919) % data.len();
+                    let outcome = store.store(
+                        StoreMode::Set,
+                        key.as_bytes(),
+                        0,
+                        Expiry::NEVER,
+                        &data[..size],
+                    );
+                    assert_eq!(outcome, StoreOutcome::Stored);
+                    assert!(store.shared.budget.used_bytes() <= limit);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let stats = store.stats();
+    assert!(stats.bytes <= limit as u64);
+    assert_eq!(stats.bytes, store.shared.budget.used_bytes() as u64);
+}
+
+#[test]
+fn auto_stripes_are_a_power_of_two_in_range() {
+    let count = stripe_count(0);
+    assert!(count.is_power_of_two() && (MIN_AUTO_STRIPES..=MAX_STRIPES).contains(&count));
+    assert_eq!(stripe_count(3), 4);
+    assert_eq!(stripe_count(1), 1);
+    assert_eq!(stripe_count(1 << 20), MAX_STRIPES);
+    assert_eq!(small_store().stats().curr_stripes, 4);
+}
