@@ -1,1 +1,157 @@
-fn main() {}
+//! `rat_memcached`: a memcached-compatible cache server.
+//!
+//! Reads memcached's command-line flags (and an optional TOML file), then
+//! serves until a client's `shutdown` (enabled with `-A`) or a signal stops
+//! it. `rat_memcached --help` lists the flags.
+
+use rat_memcache::config::{self, CliAction, Settings};
+use rat_memcache::server::Server;
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let args = std::env::args_os().skip(1).collect();
+    match config::parse_args(args) {
+        Ok(CliAction::Help(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(CliAction::Version(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(CliAction::Run(settings)) => run(settings),
+        Err(e) => {
+            eprintln!("rat_memcached: {e}");
+            eprintln!("Try 'rat_memcached --help' for the list of options.");
+            ExitCode::from(64)
+        }
+    }
+}
+
+fn run(settings: Settings) -> ExitCode {
+    if let Err(e) = config::init_logging(settings.verbosity) {
+        eprintln!("rat_memcached: {e}");
+        return ExitCode::FAILURE;
+    }
+    for notice in &settings.notices {
+        log::warn!("{notice}");
+    }
+    if settings.daemonize {
+        if let Err(e) = process::daemonize() {
+            log::error!("cannot run as a daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let pid_file = settings.pid_file.clone();
+    let run_as_user = settings.run_as_user.clone();
+    let server = match Server::start(settings) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("rat_memcached: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(user) = run_as_user {
+        if let Err(e) = process::drop_privileges(&user) {
+            log::error!("cannot switch to user {user}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &pid_file {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            log::error!("cannot write pid file {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    for addr in server.local_addrs() {
+        log::info!("listening on {addr}");
+    }
+    server.wait();
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Process-level chores of a Unix daemon.
+#[cfg(unix)]
+mod process {
+    use std::ffi::CString;
+    use std::io;
+
+    /// Detaches from the terminal: fork, new session, stdio to /dev/null.
+    /// Runs before any thread is started, as fork requires.
+    pub fn daemonize() -> io::Result<()> {
+        // SAFETY: called while the process is single-threaded; the calls
+        // only take plain values and a NUL-terminated path we own.
+        unsafe {
+            match libc::fork() {
+                -1 => return Err(io::Error::last_os_error()),
+                0 => {}
+                _ => libc::_exit(0),
+            }
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            let null = CString::new("/dev/null").expect("no NUL in a literal");
+            let fd = libc::open(null.as_ptr(), libc::O_RDWR);
+            if fd == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            for target in [0, 1, 2] {
+                libc::dup2(fd, target);
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Switches the process to `user` (memcached's `-u`), after the
+    /// privileged ports are bound.
+    pub fn drop_privileges(user: &str) -> io::Result<()> {
+        let name = CString::new(user)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
+        // SAFETY: getpwnam returns a pointer into static storage that we
+        // read immediately; setgid/setuid take plain ids.
+        unsafe {
+            let entry = libc::getpwnam(name.as_ptr());
+            if entry.is_null() {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "no such user"));
+            }
+            let (uid, gid) = ((*entry).pw_uid, (*entry).pw_gid);
+            if libc::getuid() == uid {
+                return Ok(());
+            }
+            if libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(unix))]
+mod process {
+    use std::io;
+
+    pub fn daemonize() -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "-d is only available on Unix",
+        ))
+    }
+
+    pub fn drop_privileges(_user: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "-u is only available on Unix",
+        ))
+    }
+}

@@ -390,7 +390,7 @@ fn parse_store<'a>(tokens: &Tokens<'a>, kind: StoreKind) -> Command<'a> {
             None => return bad,
         }
     }
-    if value_len < 0 || value_len > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&value_len) {
         return bad;
     }
     Command::Store(StoreHeader {

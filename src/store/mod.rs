@@ -266,6 +266,14 @@ impl Store {
             .get(&self.shared, hash, key, &moment, Some(exptime), read)
     }
 
+    /// Whether an item of this shape is within the item size limit (`-I`),
+    /// measured as memcached measures it, so a server can refuse a value
+    /// before receiving it.
+    pub fn item_fits(&self, key_len: usize, flags: u32, value_len: usize) -> bool {
+        let size = memcached_item_size(key_len, flags, value_len, self.config.cas_enabled);
+        key_len <= MAX_KEY_LEN && size <= self.config.max_item_size
+    }
+
     /// set/add/replace/append/prepend/cas. `value` excludes the trailing CRLF. Append and
     /// prepend keep the item's flags and expiry and ignore the ones given.
     pub fn store(
@@ -276,8 +284,7 @@ impl Store {
         exptime: Expiry,
         value: &[u8],
     ) -> StoreOutcome {
-        let size = memcached_item_size(key.len(), flags, value.len(), self.config.cas_enabled);
-        if key.len() > MAX_KEY_LEN || size > self.config.max_item_size {
+        if !self.item_fits(key.len(), flags, value.len()) {
             if mode == StoreMode::Set {
                 // memcached unlinks the old item so that a failed set leaves no stale data.
                 self.remove(key);

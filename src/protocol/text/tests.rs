@@ -16,7 +16,7 @@ fn err(reply: &'static str, noreply: bool) -> Command<'static> {
 
 fn keys<'a>(command: &Command<'a>) -> Vec<&'a [u8]> {
     match command {
-        Command::Get { keys, .. } => keys.clone().collect(),
+        Command::Get { keys, .. } => (*keys).collect(),
         other => panic!("not a get: {other:?}"),
     }
 }

@@ -1,0 +1,203 @@
+//! The reactor: sockets, readiness and bytes, nothing about commands.
+//!
+//! One acceptor thread owns the listening sockets and hands every accepted
+//! connection to one of a fixed pool of worker threads in turn (the same
+//! design as memcached's dispatcher, and portable: it needs no
+//! `SO_REUSEPORT`). Each worker runs its own mio `Poll` and keeps its
+//! connections in a `slab`, so a connection lives on one thread for its whole
+//! life and its state needs no lock.
+//!
+//! A worker reads what a connection has sent and hands the bytes, in place,
+//! to the connection's [`Session`] (the protocol side), which consumes every
+//! complete request and appends the replies to one output buffer; the worker
+//! then writes that buffer with one `write` call. Pipelined requests thus get
+//! their replies batched, and the session never sees a socket.
+//!
+//! Memory per connection stays small and bounded:
+//! - bytes are read into a buffer shared by all connections of the worker;
+//!   only a request cut in the middle is copied into a buffer of the
+//!   connection's own, which is freed again once it is consumed;
+//! - replies are built in a shared buffer too; what the socket doesn't take
+//!   at once is kept per connection, and while any is left the connection is
+//!   not read from, so a client that sends but never reads cannot make the
+//!   server buffer without bound: its requests wait in the kernel.
+
+mod acceptor;
+mod registry;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use registry::{ConnEntry, ConnRegistry};
+
+/// What a session did with the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Input bytes used by complete requests; the rest is kept for later.
+    pub consumed: usize,
+    /// What the connection should do next.
+    pub next: Next,
+}
+
+/// What happens to a connection after a batch of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Keep serving. `wanted` is the total size the unconsumed request will
+    /// have once complete, when known (a value announced by its header), so
+    /// the input buffer can be sized once; 0 when unknown.
+    Continue { wanted: usize },
+    /// Send what was produced, then close (`quit`, or a peer that does not
+    /// speak the protocol).
+    Close,
+    /// Send what was produced, then stop the whole server (`shutdown`).
+    Shutdown,
+}
+
+/// The protocol side of one connection.
+pub trait Session {
+    /// Handles the complete requests at the start of `input`, appending their
+    /// replies to `output`. Stops early, without error, once `output` holds
+    /// at least `output_limit` bytes; it is called again with the remaining
+    /// input when that output has been sent.
+    fn on_input(&mut self, input: &[u8], output: &mut Vec<u8>, output_limit: usize) -> Progress;
+}
+
+/// Creates the session of each new connection.
+pub trait SessionFactory: Send + Sync + 'static {
+    type Session: Session + Send;
+    /// `worker` is the index of the worker thread that will own the
+    /// connection, so sessions can share per-thread state such as counters.
+    fn open(&self, worker: usize, conn: &ConnEntry) -> Self::Session;
+}
+
+/// How the reactor is sized.
+#[derive(Debug, Clone)]
+pub struct ReactorConfig {
+    pub threads: usize,
+    /// Client connections served at once; one more is told so and closed.
+    pub max_connections: usize,
+}
+
+/// Connection counters, kept by the reactor and read by `stats`.
+#[derive(Debug, Default)]
+pub struct ReactorStats {
+    pub curr_connections: AtomicU64,
+    pub total_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    /// Connections made to wait for others after a large burst of input.
+    pub conn_yields: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+/// A handle to stop the reactor from anywhere.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    requested: Arc<AtomicBool>,
+    acceptor: Arc<mio::Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks every thread of the reactor to stop.
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        // A failed wake means the acceptor is gone already.
+        let _ = self.acceptor.wake();
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+}
+
+/// A running reactor.
+pub struct Reactor {
+    shutdown: ShutdownHandle,
+    threads: Vec<JoinHandle<()>>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl Reactor {
+    /// Binds every address in `listen` and starts the acceptor and workers.
+    pub fn start<F: SessionFactory>(
+        listen: &[SocketAddr],
+        config: &ReactorConfig,
+        factory: Arc<F>,
+        stats: Arc<ReactorStats>,
+        registry: Arc<ConnRegistry>,
+    ) -> io::Result<Reactor> {
+        let mut listeners = Vec::with_capacity(listen.len());
+        for addr in listen {
+            let listener = mio::net::TcpListener::bind(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            listeners.push(listener);
+        }
+        let local_addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
+
+        let requested = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::with_capacity(config.threads);
+        let mut threads = Vec::with_capacity(config.threads + 1);
+        for index in 0..config.threads.max(1) {
+            let (worker, handle) = worker::Worker::new(
+                index,
+                Arc::clone(&factory),
+                Arc::clone(&stats),
+                Arc::clone(&registry),
+                Arc::clone(&requested),
+            )?;
+            workers.push(handle);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        let acceptor = acceptor::Acceptor::new(
+            listeners,
+            workers,
+            config.max_connections,
+            stats,
+            registry,
+            Arc::clone(&requested),
+        )?;
+        let shutdown = ShutdownHandle {
+            requested,
+            acceptor: acceptor.waker(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || acceptor.run())?,
+        );
+        Ok(Reactor {
+            shutdown,
+            threads,
+            local_addrs,
+        })
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Waits until every reactor thread has stopped.
+    pub fn join(self) {
+        for thread in self.threads {
+            if thread.join().is_err() {
+                log::error!("a reactor thread panicked");
+            }
+        }
+    }
+}

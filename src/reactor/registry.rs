@@ -1,0 +1,67 @@
+//! The table of open connections, for `stats conns`.
+//!
+//! It is touched on connect and disconnect only; a connection's last-activity
+//! time is a shared atomic the owning worker updates without the lock.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One open connection as `stats conns` shows it.
+#[derive(Debug, Clone)]
+pub struct ConnEntry {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Seconds since the registry was created, at the last request.
+    pub last_active: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+pub struct ConnRegistry {
+    started: Instant,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, ConnEntry>>,
+}
+
+impl Default for ConnRegistry {
+    fn default() -> Self {
+        ConnRegistry {
+            started: Instant::now(),
+            next_id: AtomicU64::new(1),
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ConnRegistry {
+    /// Seconds since the registry started, the unit of `last_active`.
+    pub fn now(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    pub fn register(&self, peer: SocketAddr, local: SocketAddr) -> ConnEntry {
+        let entry = ConnEntry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            peer,
+            local,
+            last_active: Arc::new(AtomicU64::new(self.now())),
+        };
+        self.conns.lock().insert(entry.id, entry.clone());
+        entry
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.conns.lock().remove(&id);
+    }
+
+    /// A copy of the table, ordered by connection id.
+    pub fn snapshot(&self) -> Vec<ConnEntry> {
+        let mut conns: Vec<ConnEntry> = self.conns.lock().values().cloned().collect();
+        conns.sort_by_key(|c| c.id);
+        conns
+    }
+}

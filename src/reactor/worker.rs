@@ -1,0 +1,392 @@
+//! A worker thread: one mio `Poll`, its connections in a `slab`.
+
+use super::acceptor::{Accepted, WorkerHandle};
+use super::registry::{ConnEntry, ConnRegistry};
+use super::{Next, ReactorStats, Session, SessionFactory};
+use crossbeam_channel::Receiver;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAKER: Token = Token(usize::MAX);
+/// Size of the read buffer the worker's connections share.
+const READ_CHUNK: usize = 64 * 1024;
+/// Replies produced in one go before the worker writes them out and the
+/// session has to wait: bounds the output held for one connection.
+const OUTPUT_LIMIT: usize = 256 * 1024;
+/// Input handled for one connection in one turn before the others get theirs
+/// (memcached's `-R` in bytes rather than requests).
+const TURN_BUDGET: usize = 1024 * 1024;
+/// A connection's own input buffer is kept for reuse up to this capacity and
+/// freed when larger, so idle connections stay small.
+const KEEP_INPUT_CAPACITY: usize = 16 * 1024;
+/// The shared output buffer shrinks back to this after a large reply.
+const KEEP_OUTPUT_CAPACITY: usize = 1024 * 1024;
+
+/// One client connection.
+struct Conn<S> {
+    socket: TcpStream,
+    session: S,
+    entry: ConnEntry,
+    /// Input not yet consumed by the session, carried to the next turn.
+    input: InputBuf,
+    /// The session could not use `input` without more bytes.
+    input_stalled: bool,
+    /// Size the pending request will reach, when the session knows it.
+    wanted: usize,
+    /// Replies the socket did not take yet, from `output_sent` on.
+    output: Vec<u8>,
+    output_sent: usize,
+    /// Stop reading: close once `output` is sent.
+    closing: bool,
+}
+
+/// How a turn on a connection ended.
+enum Turn {
+    /// Waiting for the socket to become readable or writable.
+    Idle,
+    /// More work is ready but others get a turn first.
+    Yield,
+    Close,
+    Shutdown,
+}
+
+pub(super) struct Worker<F: SessionFactory> {
+    index: usize,
+    poll: Poll,
+    incoming: Receiver<Accepted>,
+    conns: Slab<Conn<F::Session>>,
+    factory: Arc<F>,
+    stats: Arc<ReactorStats>,
+    registry: Arc<ConnRegistry>,
+    shutdown: Arc<AtomicBool>,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    /// Connections that yielded and must be served again without an event.
+    ready: Vec<usize>,
+}
+
+impl<F: SessionFactory> Worker<F> {
+    pub fn new(
+        index: usize,
+        factory: Arc<F>,
+        stats: Arc<ReactorStats>,
+        registry: Arc<ConnRegistry>,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<(Worker<F>, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (sender, incoming) = crossbeam_channel::unbounded();
+        let worker = Worker {
+            index,
+            poll,
+            incoming,
+            conns: Slab::new(),
+            factory,
+            stats,
+            registry,
+            shutdown,
+            read_buf: vec![0; READ_CHUNK],
+            write_buf: Vec::with_capacity(READ_CHUNK),
+            ready: Vec::new(),
+        };
+        Ok((worker, WorkerHandle { sender, waker }))
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut ready = Vec::new();
+        loop {
+            let timeout = if self.ready.is_empty() {
+                None
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("worker {} poll failed: {e}", self.index);
+                break;
+            }
+            if self.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            std::mem::swap(&mut ready, &mut self.ready);
+            for key in ready.drain(..) {
+                self.serve(key);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.adopt_new_connections(),
+                    Token(key) => self.serve(key),
+                }
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key);
+        }
+    }
+
+    fn adopt_new_connections(&mut self) {
+        while let Ok(Accepted { mut stream, entry }) = self.incoming.try_recv() {
+            let slot = self.conns.vacant_entry();
+            let token = Token(slot.key());
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("cannot watch connection from {}: {e}", entry.peer);
+                self.forget(&entry);
+                continue;
+            }
+            let session = self.factory.open(self.index, &entry);
+            slot.insert(Conn {
+                socket: stream,
+                session,
+                entry,
+                input: InputBuf::default(),
+                input_stalled: false,
+                wanted: 0,
+                output: Vec::new(),
+                output_sent: 0,
+                closing: false,
+            });
+            // Data may have arrived before the registration.
+            self.serve(token.0);
+        }
+    }
+
+    fn serve(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let now = self.registry.now();
+        let turn = drive(
+            conn,
+            &mut self.read_buf,
+            &mut self.write_buf,
+            &self.stats,
+            now,
+        );
+        if self.write_buf.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.write_buf = Vec::with_capacity(READ_CHUNK);
+        }
+        match turn {
+            Turn::Idle => {}
+            Turn::Yield => {
+                self.stats.conn_yields.fetch_add(1, Ordering::Relaxed);
+                self.ready.push(key);
+            }
+            Turn::Close => self.close(key),
+            Turn::Shutdown => {
+                self.close(key);
+                log::info!("shutdown requested by a client");
+                self.shutdown.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        self.forget(&conn.entry);
+    }
+
+    fn forget(&self, entry: &ConnEntry) {
+        self.registry.unregister(entry.id);
+        self.stats.curr_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection until it would block, yields, or ends.
+fn drive<S: Session>(
+    conn: &mut Conn<S>,
+    read_buf: &mut [u8],
+    write_buf: &mut Vec<u8>,
+    stats: &ReactorStats,
+    now: u64,
+) -> Turn {
+    let mut budget = TURN_BUDGET;
+    let mut shutdown = false;
+    loop {
+        // Replies first: nothing new is read while any are unsent.
+        if conn.output_sent < conn.output.len() {
+            match send(&mut conn.socket, &conn.output[conn.output_sent..], stats) {
+                Ok(n) => conn.output_sent += n,
+                Err(_) => return Turn::Close,
+            }
+            if conn.output_sent < conn.output.len() {
+                return Turn::Idle;
+            }
+            conn.output = Vec::new();
+            conn.output_sent = 0;
+        }
+        if shutdown {
+            return Turn::Shutdown;
+        }
+        if conn.closing {
+            return Turn::Close;
+        }
+        if budget == 0 {
+            return Turn::Yield;
+        }
+
+        // Input left from an earlier turn that the session can still use
+        // (it stopped for output room, not for want of bytes).
+        let fresh = if !conn.input.is_empty() && !conn.input_stalled {
+            0
+        } else {
+            match receive(conn, read_buf, stats) {
+                Ok(0) => return Turn::Close,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Idle,
+                Err(_) => return Turn::Close,
+            }
+        };
+
+        // Hand the input to the session, from the shared buffer when the
+        // connection had nothing pending, else from its own buffer.
+        write_buf.clear();
+        let from_shared = conn.input.is_empty();
+        let input: &[u8] = if from_shared {
+            &read_buf[..fresh]
+        } else {
+            conn.input.bytes()
+        };
+        let progress = conn.session.on_input(input, write_buf, OUTPUT_LIMIT);
+        let consumed = progress.consumed.min(input.len());
+        let stopped_for_room = write_buf.len() >= OUTPUT_LIMIT;
+        if from_shared {
+            conn.input.append(&read_buf[consumed..fresh]);
+        } else {
+            conn.input.consume(consumed);
+        }
+        conn.input_stalled = !conn.input.is_empty() && !stopped_for_room;
+        conn.wanted = 0;
+        match progress.next {
+            Next::Continue { wanted } => conn.wanted = wanted,
+            Next::Close => conn.closing = true,
+            Next::Shutdown => shutdown = true,
+        }
+        conn.entry.last_active.store(now, Ordering::Relaxed);
+        budget = budget.saturating_sub(fresh + write_buf.len());
+
+        // One write for everything this batch produced.
+        if !write_buf.is_empty() {
+            let sent = match send(&mut conn.socket, write_buf, stats) {
+                Ok(n) => n,
+                Err(_) => return Turn::Close,
+            };
+            if sent < write_buf.len() {
+                conn.output.extend_from_slice(&write_buf[sent..]);
+                conn.output_sent = 0;
+            }
+        }
+    }
+}
+
+/// Reads what the socket has: into the shared buffer when the connection
+/// has no pending input, else appended to its own buffer.
+fn receive<S>(conn: &mut Conn<S>, read_buf: &mut [u8], stats: &ReactorStats) -> io::Result<usize> {
+    loop {
+        let result = if conn.input.is_empty() {
+            conn.socket.read(read_buf)
+        } else {
+            let room = conn.wanted.saturating_sub(conn.input.len()).max(READ_CHUNK);
+            let spare = conn.input.spare(room);
+            conn.socket.read(spare).inspect(|&n| conn.input.commit(n))
+        };
+        match result {
+            Ok(n) => {
+                if n > 0 {
+                    stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    conn.input_stalled = false;
+                }
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A connection's own input: a partial request carried between turns.
+///
+/// The vector is kept zero-initialised to its full length so reads can go
+/// straight into its spare room; `len` says how much of it is input.
+#[derive(Default)]
+struct InputBuf {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl InputBuf {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.spare(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// At least `room` writable bytes after the input.
+    fn spare(&mut self, room: usize) -> &mut [u8] {
+        if self.buf.len() < self.len + room {
+            self.buf.resize(self.len + room, 0);
+        }
+        &mut self.buf[self.len..]
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Drops the first `n` bytes; frees a large buffer once it is empty.
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+        if self.len == 0 && self.buf.len() > KEEP_INPUT_CAPACITY {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes; 0 when it takes none now.
+fn send(socket: &mut TcpStream, bytes: &[u8], stats: &ReactorStats) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match socket.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    stats
+        .bytes_written
+        .fetch_add(sent as u64, Ordering::Relaxed);
+    Ok(sent)
+}

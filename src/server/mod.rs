@@ -1,0 +1,171 @@
+//! The `rat_memcached` server: the reactor, the protocol and the store joined.
+//!
+//! [`run`] builds the store from the settings, starts the reactor with a
+//! [`TextSession`](session::TextSession) per connection and a background
+//! thread that sweeps expired items, and returns when a client's `shutdown`
+//! (enabled with `-A`) stops the reactor.
+
+mod counters;
+mod session;
+mod stats;
+
+use crate::config::Settings;
+use crate::reactor::{
+    ConnEntry, ConnRegistry, Reactor, ReactorConfig, ReactorStats, SessionFactory,
+};
+use crate::store::{Store, StoreConfig};
+use counters::{CounterTotals, WorkerCounters};
+use parking_lot::Mutex;
+use session::TextSession;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The memcached release whose protocol and behaviour this server follows;
+/// clients read it from `version` to decide which features they may use.
+pub const PROTOCOL_VERSION: &str = "1.6.18";
+
+/// Expired items removed per sweep step, so one step never holds a stripe
+/// long.
+const SWEEP_BUDGET: usize = 10_000;
+
+/// What every connection of the server shares.
+pub struct ServerContext {
+    pub settings: Settings,
+    pub store: Store,
+    counters: Vec<WorkerCounters>,
+    stats_base: Mutex<CounterTotals>,
+    reactor_stats: Arc<ReactorStats>,
+    registry: Arc<ConnRegistry>,
+    started: Instant,
+    version: String,
+    verbosity: AtomicU32,
+}
+
+impl ServerContext {
+    fn set_verbosity(&self, level: u32) {
+        self.verbosity.store(level, Ordering::Relaxed);
+        // memcached's levels: 0 quiet, 1 errors and warnings, 2 requests, 3 internals.
+        let filter = match level {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        };
+        log::set_max_level(filter);
+    }
+}
+
+struct Sessions(Arc<ServerContext>);
+
+impl SessionFactory for Sessions {
+    type Session = TextSession;
+
+    fn open(&self, worker: usize, _conn: &ConnEntry) -> TextSession {
+        TextSession::new(Arc::clone(&self.0), worker)
+    }
+}
+
+/// A started server.
+pub struct Server {
+    reactor: Reactor,
+    sweeper: Option<std::thread::JoinHandle<()>>,
+    stop_sweeper: crossbeam_channel::Sender<()>,
+}
+
+impl Server {
+    /// Binds the listening sockets and starts serving.
+    pub fn start(settings: Settings) -> io::Result<Server> {
+        let store = Store::new(StoreConfig {
+            max_memory: settings.max_memory_bytes,
+            max_entries: settings.max_entries,
+            max_item_size: settings.max_item_size,
+            stripes: 0,
+            cas_enabled: settings.cas_enabled,
+        });
+        let threads = settings.threads.max(1);
+        let reactor_stats = Arc::new(ReactorStats::default());
+        let registry = Arc::new(ConnRegistry::default());
+        let ctx = Arc::new(ServerContext {
+            counters: (0..threads).map(|_| WorkerCounters::default()).collect(),
+            stats_base: Mutex::new(CounterTotals::default()),
+            reactor_stats: Arc::clone(&reactor_stats),
+            registry: Arc::clone(&registry),
+            started: Instant::now(),
+            version: format!(
+                "{PROTOCOL_VERSION}-rat_memcached-{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            verbosity: AtomicU32::new(u32::from(settings.verbosity)),
+            store,
+            settings,
+        });
+        let config = ReactorConfig {
+            threads,
+            max_connections: ctx.settings.max_connections,
+        };
+        let reactor = Reactor::start(
+            &ctx.settings.listen,
+            &config,
+            Arc::new(Sessions(Arc::clone(&ctx))),
+            reactor_stats,
+            registry,
+        )?;
+        let (stop_sweeper, stop) = crossbeam_channel::bounded(1);
+        let interval = Duration::from_secs(u64::from(ctx.settings.cleanup_interval_secs.max(1)));
+        let sweeper = std::thread::Builder::new()
+            .name("sweeper".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stop.recv_timeout(interval)
+                {
+                    while ctx.store.sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
+                }
+            })?;
+        Ok(Server {
+            reactor,
+            sweeper: Some(sweeper),
+            stop_sweeper,
+        })
+    }
+
+    pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
+        self.reactor.local_addrs()
+    }
+
+    /// Serves until the reactor is shut down.
+    pub fn wait(mut self) {
+        self.reactor.join();
+        let _ = self.stop_sweeper.send(());
+        if let Some(sweeper) = self.sweeper.take() {
+            let _ = sweeper.join();
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// User and system CPU time of the process so far.
+#[cfg(unix)]
+pub(crate) fn process_cpu_times() -> (Duration, Duration) {
+    // SAFETY: getrusage only writes into the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (time(usage.ru_utime), time(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn process_cpu_times() -> (Duration, Duration) {
+    (Duration::ZERO, Duration::ZERO)
+}

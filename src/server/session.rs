@@ -1,0 +1,318 @@
+//! One text-protocol connection: parsed requests in, store calls, replies out.
+//!
+//! This is where the protocol meets the store. The parser hands over
+//! commands that borrow from the connection's input; the session runs them
+//! against the store and writes memcached's replies, so a key or a value is
+//! copied exactly once on its way into the store and once on its way out.
+
+use super::counters::{bump, WorkerCounters};
+use super::stats;
+use super::ServerContext;
+use crate::protocol::reply;
+use crate::protocol::text::{
+    self, Command, DataBlock, GetKind, Keys, Parse, ShutdownMode, StoreHeader, StoreKind,
+};
+use crate::reactor::{Next, Progress, Session};
+use crate::store::{DeltaError, Expiry, StoreMode, StoreOutcome};
+use std::sync::Arc;
+
+pub struct TextSession {
+    ctx: Arc<ServerContext>,
+    worker: usize,
+    /// Bytes of a refused data block still to be thrown away.
+    swallow: usize,
+}
+
+impl TextSession {
+    pub fn new(ctx: Arc<ServerContext>, worker: usize) -> TextSession {
+        TextSession {
+            ctx,
+            worker,
+            swallow: 0,
+        }
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.ctx.counters[self.worker]
+    }
+}
+
+impl Session for TextSession {
+    fn on_input(&mut self, input: &[u8], out: &mut Vec<u8>, output_limit: usize) -> Progress {
+        let mut pos = 0;
+        loop {
+            if self.swallow > 0 {
+                let n = self.swallow.min(input.len() - pos);
+                self.swallow -= n;
+                pos += n;
+                if self.swallow > 0 {
+                    return carry_on(pos, 0);
+                }
+            }
+            if out.len() >= output_limit || pos == input.len() {
+                return carry_on(pos, 0);
+            }
+            let rest = &input[pos..];
+            let (command, line_len) = match text::parse(rest) {
+                Parse::Incomplete => return carry_on(pos, 0),
+                Parse::Close => {
+                    return Progress {
+                        consumed: pos,
+                        next: Next::Close,
+                    }
+                }
+                Parse::Line { command, len } => (command, len),
+            };
+            match command {
+                Command::Store(header) => {
+                    let body = &rest[line_len..];
+                    match self.store(header, body, out) {
+                        Some(used) => pos += line_len + used,
+                        // Wait for the whole value: the reactor sizes its
+                        // buffer for it once.
+                        None => {
+                            let wanted = line_len + DataBlock::wire_len(header.value_len);
+                            return carry_on(pos, wanted);
+                        }
+                    }
+                }
+                other => {
+                    pos += line_len;
+                    if let Some(next) = self.execute(other, out) {
+                        return Progress {
+                            consumed: pos,
+                            next,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn carry_on(consumed: usize, wanted: usize) -> Progress {
+    Progress {
+        consumed,
+        next: Next::Continue { wanted },
+    }
+}
+
+/// Writes a reply line unless the request asked for no reply.
+fn answer(out: &mut Vec<u8>, noreply: bool, line: &str) {
+    if !noreply {
+        reply::line(out, line);
+    }
+}
+
+impl TextSession {
+    /// Runs a storage command whose data block starts `body`. Returns the
+    /// bytes of `body` used, or `None` while the block is incomplete.
+    fn store(&mut self, header: StoreHeader<'_>, body: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+        let store = &self.ctx.store;
+        let wire_len = DataBlock::wire_len(header.value_len);
+        if !store.item_fits(header.key.len(), header.flags, header.value_len) {
+            // memcached refuses before reading the value, throws the value
+            // away as it arrives, and drops any older value of a `set` so a
+            // stale one is not served.
+            bump(&self.counters().store_too_large);
+            answer(out, header.noreply, text::TOO_LARGE);
+            if header.kind == StoreKind::Set {
+                store.delete(header.key);
+            }
+            self.swallow = wire_len;
+            return Some(0);
+        }
+        let value = match text::data_block(body, header.value_len) {
+            DataBlock::Incomplete => return None,
+            DataBlock::BadChunk => {
+                answer(out, header.noreply, text::BAD_DATA_CHUNK);
+                return Some(wire_len);
+            }
+            DataBlock::Complete(value) => value,
+        };
+        let counters = &self.ctx.counters[self.worker];
+        bump(&counters.cmd_set);
+        let mode = match header.kind {
+            StoreKind::Set => StoreMode::Set,
+            StoreKind::Add => StoreMode::Add,
+            StoreKind::Replace => StoreMode::Replace,
+            StoreKind::Append => StoreMode::Append,
+            StoreKind::Prepend => StoreMode::Prepend,
+            StoreKind::Cas => StoreMode::Cas(header.cas),
+        };
+        // An operator's default TTL applies to items stored without one.
+        let exptime = match (header.exptime, self.ctx.settings.default_ttl) {
+            (0, ttl) if ttl > 0 => Expiry::from_memcached(i64::from(ttl)),
+            (exptime, _) => Expiry::from_memcached(i64::from(exptime)),
+        };
+        let outcome = store.store(mode, header.key, header.flags, exptime, value);
+        if header.kind == StoreKind::Cas {
+            match outcome {
+                StoreOutcome::Stored => bump(&counters.cas_hits),
+                StoreOutcome::Exists => bump(&counters.cas_badval),
+                StoreOutcome::NotFound => bump(&counters.cas_misses),
+                _ => {}
+            }
+        }
+        let line = match outcome {
+            StoreOutcome::Stored => "STORED",
+            StoreOutcome::NotStored => "NOT_STORED",
+            StoreOutcome::Exists => "EXISTS",
+            StoreOutcome::NotFound => "NOT_FOUND",
+            StoreOutcome::TooLarge => {
+                bump(&counters.store_too_large);
+                text::TOO_LARGE
+            }
+            StoreOutcome::NoMemory => {
+                bump(&counters.store_no_memory);
+                text::NO_MEMORY
+            }
+        };
+        answer(out, header.noreply, line);
+        Some(wire_len)
+    }
+
+    /// Runs any other command; `Some` when the connection must change state.
+    fn execute(&mut self, command: Command<'_>, out: &mut Vec<u8>) -> Option<Next> {
+        let ctx = &*self.ctx;
+        let counters = &ctx.counters[self.worker];
+        match command {
+            Command::Get {
+                kind,
+                exptime,
+                keys,
+            } => self.get(kind, exptime, keys, out),
+            Command::Store(_) => unreachable!("storage commands carry a data block"),
+            Command::Delete { key, noreply } => {
+                let line = if ctx.store.delete(key) {
+                    bump(&counters.delete_hits);
+                    "DELETED"
+                } else {
+                    bump(&counters.delete_misses);
+                    "NOT_FOUND"
+                };
+                answer(out, noreply, line);
+            }
+            Command::IncrDecr {
+                incr,
+                key,
+                delta,
+                noreply,
+            } => {
+                let (hits, misses) = if incr {
+                    (&counters.incr_hits, &counters.incr_misses)
+                } else {
+                    (&counters.decr_hits, &counters.decr_misses)
+                };
+                match ctx.store.incr_decr(key, incr, delta) {
+                    Ok(value) => {
+                        bump(hits);
+                        if !noreply {
+                            reply::number(out, value);
+                        }
+                    }
+                    Err(DeltaError::NotFound) => {
+                        bump(misses);
+                        answer(out, noreply, "NOT_FOUND");
+                    }
+                    Err(DeltaError::NonNumeric) => answer(out, noreply, text::NON_NUMERIC),
+                    Err(DeltaError::NoMemory) => answer(out, noreply, text::NO_MEMORY_DELTA),
+                }
+            }
+            Command::Touch {
+                key,
+                exptime,
+                noreply,
+            } => {
+                bump(&counters.cmd_touch);
+                let exptime = Expiry::from_memcached(i64::from(exptime));
+                let line = if ctx.store.touch(key, exptime) {
+                    bump(&counters.touch_hits);
+                    "TOUCHED"
+                } else {
+                    bump(&counters.touch_misses);
+                    "NOT_FOUND"
+                };
+                answer(out, noreply, line);
+            }
+            Command::FlushAll { delay, noreply } => {
+                bump(&counters.cmd_flush);
+                if !ctx.settings.flush_enabled {
+                    answer(out, noreply, text::FLUSH_DISABLED);
+                } else if let Some(delay) = delay {
+                    ctx.store.flush_all(i64::from(delay));
+                    answer(out, noreply, "OK");
+                } else {
+                    answer(out, noreply, text::BAD_EXPTIME);
+                }
+            }
+            Command::Verbosity { level, noreply } => {
+                ctx.set_verbosity(level);
+                answer(out, noreply, "OK");
+            }
+            Command::Stats(group) => stats::write(ctx, group, out),
+            Command::Version => {
+                out.extend_from_slice(b"VERSION ");
+                reply::line(out, &ctx.version);
+            }
+            Command::Quit => return Some(Next::Close),
+            Command::Shutdown(mode) => {
+                if !ctx.settings.enable_shutdown {
+                    reply::line(out, text::SHUTDOWN_DISABLED);
+                } else if mode == ShutdownMode::Invalid {
+                    reply::line(out, text::BAD_SHUTDOWN);
+                } else {
+                    return Some(Next::Shutdown);
+                }
+            }
+            Command::Error { reply, noreply } => answer(out, noreply, reply),
+        }
+        None
+    }
+
+    /// get, gets, gat, gats over any number of keys.
+    fn get(&mut self, kind: GetKind, exptime: i32, keys: Keys<'_>, out: &mut Vec<u8>) {
+        let ctx = &*self.ctx;
+        let counters = &ctx.counters[self.worker];
+        let with_cas = kind.with_cas();
+        let touch = matches!(kind, GetKind::Gat | GetKind::Gats);
+        let expiry = Expiry::from_memcached(i64::from(exptime));
+        let start = out.len();
+        for key in keys {
+            if key.len() > text::KEY_MAX_LENGTH {
+                // memcached discards what this command produced so far.
+                out.truncate(start);
+                reply::line(out, text::BAD_FORMAT);
+                return;
+            }
+            let write = |item: crate::store::ItemView<'_>| {
+                let cas = with_cas.then_some(item.cas);
+                reply::value(out, item.key, item.flags, item.value, cas);
+            };
+            let hit = if touch {
+                ctx.store.get_and_touch(key, expiry, write).is_some()
+            } else {
+                ctx.store.get(key, write).is_some()
+            };
+            match (touch, hit) {
+                (false, true) => {
+                    bump(&counters.cmd_get);
+                    bump(&counters.get_hits);
+                }
+                (false, false) => {
+                    bump(&counters.cmd_get);
+                    bump(&counters.get_misses);
+                }
+                (true, true) => {
+                    bump(&counters.cmd_touch);
+                    bump(&counters.touch_hits);
+                }
+                (true, false) => {
+                    bump(&counters.cmd_touch);
+                    bump(&counters.touch_misses);
+                }
+            }
+        }
+        reply::end(out);
+    }
+}
