@@ -83,6 +83,7 @@ impl Server {
             max_item_size: settings.max_item_size,
             stripes: 0,
             cas_enabled: settings.cas_enabled,
+            evictions_enabled: settings.evictions_enabled,
         });
         let threads = settings.threads.max(1);
         let reactor_stats = Arc::new(ReactorStats::default());

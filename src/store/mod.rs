@@ -97,6 +97,10 @@ pub struct StoreConfig {
     /// Give items CAS values; when false every CAS reads 0 and `cas` never matches
     /// (memcached `-C`).
     pub cas_enabled: bool,
+    /// Make room for new items by evicting live ones; when false a full store
+    /// only reclaims expired items and otherwise answers `NoMemory`
+    /// (memcached `-M`).
+    pub evictions_enabled: bool,
 }
 
 impl Default for StoreConfig {
@@ -107,6 +111,7 @@ impl Default for StoreConfig {
             max_item_size: 1024 * 1024,
             stripes: 0,
             cas_enabled: true,
+            evictions_enabled: true,
         }
     }
 }
@@ -163,6 +168,7 @@ pub(crate) struct Shared {
     budget: Budget,
     last_cas: AtomicU64,
     cas_enabled: bool,
+    evictions_enabled: bool,
     max_item_size: usize,
 }
 
@@ -225,6 +231,7 @@ impl Store {
                 budget: Budget::new(config.max_memory, config.max_entries),
                 last_cas: AtomicU64::new(0),
                 cas_enabled: config.cas_enabled,
+                evictions_enabled: config.evictions_enabled,
                 max_item_size: config.max_item_size,
             },
             stripes,

@@ -442,6 +442,8 @@ impl<P: EvictionPolicy> Shard<P> {
         if moment.gone(slot).is_some() {
             self.counters.reclaimed += 1;
             self.counters.expired_unfetched += u64::from(unfetched);
+        } else if !shared.evictions_enabled {
+            return false;
         } else {
             match shortage {
                 Shortage::Memory => self.counters.evictions_memory += 1,

@@ -574,6 +574,26 @@ fn expired_victims_count_as_reclaimed() {
 }
 
 #[test]
+fn without_evictions_a_full_store_refuses_but_still_reclaims_expired() {
+    let value = [b'v'; 100];
+    let store = store_with(StoreConfig {
+        max_memory: 2 * cost(b"a", value.len()),
+        stripes: 1,
+        evictions_enabled: false,
+        ..StoreConfig::default()
+    });
+    store.store(StoreMode::Set, b"a", 0, Expiry::from_memcached(5), &value);
+    set(&store, b"b", &value);
+    let refused = store.store(StoreMode::Set, b"c", 0, Expiry::NEVER, &value);
+    assert_eq!(refused, StoreOutcome::NoMemory);
+    store.advance_clock_for_test(5);
+    set(&store, b"c", &value);
+    let stats = store.stats();
+    assert_eq!((stats.reclaimed, stats.evictions), (1, 0));
+    assert!(try_value(&store, b"b").is_some() && try_value(&store, b"c").is_some());
+}
+
+#[test]
 fn memory_limit_holds_under_mixed_sizes() {
     let limit = 4 * 1024 * 1024;
     let store = store_with(StoreConfig {
