@@ -120,7 +120,7 @@ pub enum ShutdownMode {
 }
 
 /// One parsed request line.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
     Get {
         kind: GetKind,
