@@ -45,6 +45,9 @@ fn run(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Block SIGTERM and SIGINT before any thread starts, so every thread
+    // inherits the mask and only the waiting thread below receives them.
+    let signals = process::block_termination_signals();
     let pid_file = settings.pid_file.clone();
     let run_as_user = settings.run_as_user.clone();
     let server = match Server::start(settings) {
@@ -70,6 +73,11 @@ fn run(settings: Settings) -> ExitCode {
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
+    let shutdown = server.shutdown_handle();
+    process::on_termination_signal(signals, move || {
+        log::info!("termination signal received, shutting down");
+        shutdown.shutdown();
+    });
     server.wait();
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
@@ -83,6 +91,39 @@ fn run(settings: Settings) -> ExitCode {
 mod process {
     use std::ffi::CString;
     use std::io;
+
+    /// The signals that ask the server to stop.
+    pub struct TerminationSignals(libc::sigset_t);
+
+    /// Blocks SIGTERM and SIGINT in the calling thread (and so in every
+    /// thread it starts afterwards).
+    pub fn block_termination_signals() -> TerminationSignals {
+        // SAFETY: the set is initialised by sigemptyset before use, and
+        // pthread_sigmask only reads it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            TerminationSignals(set)
+        }
+    }
+
+    /// Runs `stop` on a thread of its own when one of the signals arrives.
+    pub fn on_termination_signal(signals: TerminationSignals, stop: impl FnOnce() + Send + 'static) {
+        let spawned = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut received = 0;
+                // SAFETY: sigwait reads the initialised set and writes one int.
+                while unsafe { libc::sigwait(&signals.0, &mut received) } != 0 {}
+                stop();
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot watch for termination signals: {e}");
+        }
+    }
 
     /// Detaches from the terminal: fork, new session, stdio to /dev/null.
     /// Runs before any thread is started, as fork requires.
@@ -140,6 +181,16 @@ mod process {
 #[cfg(not(unix))]
 mod process {
     use std::io;
+
+    pub struct TerminationSignals;
+
+    pub fn block_termination_signals() -> TerminationSignals {
+        TerminationSignals
+    }
+
+    /// Ctrl-C handling on Windows comes with the persistent tier's clean
+    /// shutdown; until then the default handler ends the process.
+    pub fn on_termination_signal(_signals: TerminationSignals, _stop: impl FnOnce() + Send + 'static) {}
 
     pub fn daemonize() -> io::Result<()> {
         Err(io::Error::new(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// memcached's answer to a connection over the `-c` limit.
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
-const WAKER: Token = Token(usize::MAX);
+pub(super) const WAKER: Token = Token(usize::MAX);
 /// How long to wait before accepting again after running out of file
 /// descriptors (the pending connections wait in the listen backlog).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -31,7 +31,6 @@ pub(super) struct WorkerHandle {
 
 pub(super) struct Acceptor {
     poll: Poll,
-    waker: Arc<Waker>,
     listeners: Vec<TcpListener>,
     workers: Vec<WorkerHandle>,
     next_worker: usize,
@@ -43,6 +42,7 @@ pub(super) struct Acceptor {
 
 impl Acceptor {
     pub fn new(
+        poll: Poll,
         mut listeners: Vec<TcpListener>,
         workers: Vec<WorkerHandle>,
         max_connections: usize,
@@ -50,15 +50,12 @@ impl Acceptor {
         registry: Arc<ConnRegistry>,
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<Acceptor> {
-        let poll = Poll::new()?;
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(listener, Token(i), Interest::READABLE)?;
         }
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Acceptor {
             poll,
-            waker,
             listeners,
             workers,
             next_worker: 0,
@@ -67,10 +64,6 @@ impl Acceptor {
             registry,
             shutdown,
         })
-    }
-
-    pub fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
     }
 
     pub fn run(mut self) {

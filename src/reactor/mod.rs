@@ -141,7 +141,12 @@ impl Reactor {
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
 
-        let requested = Arc::new(AtomicBool::new(false));
+        // The acceptor's poll comes first so workers can wake it to stop.
+        let acceptor_poll = mio::Poll::new()?;
+        let shutdown = ShutdownHandle {
+            requested: Arc::new(AtomicBool::new(false)),
+            acceptor: Arc::new(mio::Waker::new(acceptor_poll.registry(), acceptor::WAKER)?),
+        };
         let mut workers = Vec::with_capacity(config.threads);
         let mut threads = Vec::with_capacity(config.threads + 1);
         for index in 0..config.threads.max(1) {
@@ -150,7 +155,7 @@ impl Reactor {
                 Arc::clone(&factory),
                 Arc::clone(&stats),
                 Arc::clone(&registry),
-                Arc::clone(&requested),
+                shutdown.clone(),
             )?;
             workers.push(handle);
             threads.push(
@@ -160,17 +165,14 @@ impl Reactor {
             );
         }
         let acceptor = acceptor::Acceptor::new(
+            acceptor_poll,
             listeners,
             workers,
             config.max_connections,
             stats,
             registry,
-            Arc::clone(&requested),
+            Arc::clone(&shutdown.requested),
         )?;
-        let shutdown = ShutdownHandle {
-            requested,
-            acceptor: acceptor.waker(),
-        };
         threads.push(
             std::thread::Builder::new()
                 .name("acceptor".into())

@@ -2,13 +2,13 @@
 
 use super::acceptor::{Accepted, WorkerHandle};
 use super::registry::{ConnEntry, ConnRegistry};
-use super::{Next, ReactorStats, Session, SessionFactory};
+use super::{Next, ReactorStats, Session, SessionFactory, ShutdownHandle};
 use crossbeam_channel::Receiver;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,12 +58,15 @@ enum Turn {
 pub(super) struct Worker<F: SessionFactory> {
     index: usize,
     poll: Poll,
+    /// Kept here too: closing a waker's descriptor would cancel a wake-up
+    /// still on its way, e.g. when the acceptor stops right after waking us.
+    _waker: Arc<Waker>,
     incoming: Receiver<Accepted>,
     conns: Slab<Conn<F::Session>>,
     factory: Arc<F>,
     stats: Arc<ReactorStats>,
     registry: Arc<ConnRegistry>,
-    shutdown: Arc<AtomicBool>,
+    shutdown: ShutdownHandle,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
     /// Connections that yielded and must be served again without an event.
@@ -76,7 +79,7 @@ impl<F: SessionFactory> Worker<F> {
         factory: Arc<F>,
         stats: Arc<ReactorStats>,
         registry: Arc<ConnRegistry>,
-        shutdown: Arc<AtomicBool>,
+        shutdown: ShutdownHandle,
     ) -> io::Result<(Worker<F>, WorkerHandle)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -84,6 +87,7 @@ impl<F: SessionFactory> Worker<F> {
         let worker = Worker {
             index,
             poll,
+            _waker: Arc::clone(&waker),
             incoming,
             conns: Slab::new(),
             factory,
@@ -113,7 +117,7 @@ impl<F: SessionFactory> Worker<F> {
                 log::error!("worker {} poll failed: {e}", self.index);
                 break;
             }
-            if self.shutdown.load(Ordering::SeqCst) {
+            if self.shutdown.is_requested() {
                 break;
             }
             std::mem::swap(&mut ready, &mut self.ready);
@@ -125,6 +129,9 @@ impl<F: SessionFactory> Worker<F> {
                     WAKER => self.adopt_new_connections(),
                     Token(key) => self.serve(key),
                 }
+            }
+            if self.shutdown.is_requested() {
+                break;
             }
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
@@ -188,7 +195,7 @@ impl<F: SessionFactory> Worker<F> {
             Turn::Shutdown => {
                 self.close(key);
                 log::info!("shutdown requested by a client");
-                self.shutdown.store(true, Ordering::SeqCst);
+                self.shutdown.shutdown();
             }
         }
     }

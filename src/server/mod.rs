@@ -41,9 +41,27 @@ pub struct ServerContext {
     started: Instant,
     version: String,
     verbosity: AtomicU32,
+    /// Work for the background thread.
+    maintenance: crossbeam_channel::Sender<Maintenance>,
+}
+
+/// What the background thread is asked to do besides its periodic sweep.
+enum Maintenance {
+    /// Free what an immediate `flush_all` made invisible.
+    DropFlushed,
+    Stop,
 }
 
 impl ServerContext {
+    /// Runs `flush_all` and, when it took effect at once, has the background
+    /// thread give the memory back.
+    fn flush_all(&self, delay_secs: i64) {
+        if self.store.flush_all(delay_secs) {
+            // A full queue already holds a pending drop.
+            let _ = self.maintenance.try_send(Maintenance::DropFlushed);
+        }
+    }
+
     fn set_verbosity(&self, level: u32) {
         self.verbosity.store(level, Ordering::Relaxed);
         // memcached's levels: 0 quiet, 1 errors and warnings, 2 requests, 3 internals.
@@ -71,7 +89,7 @@ impl SessionFactory for Sessions {
 pub struct Server {
     reactor: Reactor,
     sweeper: Option<std::thread::JoinHandle<()>>,
-    stop_sweeper: crossbeam_channel::Sender<()>,
+    ctx: Arc<ServerContext>,
 }
 
 impl Server {
@@ -88,7 +106,9 @@ impl Server {
         let threads = settings.threads.max(1);
         let reactor_stats = Arc::new(ReactorStats::default());
         let registry = Arc::new(ConnRegistry::default());
+        let (maintenance, requests) = crossbeam_channel::bounded(1);
         let ctx = Arc::new(ServerContext {
+            maintenance,
             counters: (0..threads).map(|_| WorkerCounters::default()).collect(),
             stats_base: Mutex::new(CounterTotals::default()),
             reactor_stats: Arc::clone(&reactor_stats),
@@ -113,22 +133,21 @@ impl Server {
             reactor_stats,
             registry,
         )?;
-        let (stop_sweeper, stop) = crossbeam_channel::bounded(1);
         let interval = Duration::from_secs(u64::from(ctx.settings.cleanup_interval_secs.max(1)));
+        let background = Arc::clone(&ctx);
         let sweeper = std::thread::Builder::new()
             .name("sweeper".into())
-            .spawn(move || {
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stop.recv_timeout(interval)
-                {
-                    while ctx.store.sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
-                }
-            })?;
+            .spawn(move || maintain(&background, &requests, interval))?;
         Ok(Server {
             reactor,
             sweeper: Some(sweeper),
-            stop_sweeper,
+            ctx,
         })
+    }
+
+    /// A handle that stops the server from another thread (signals).
+    pub fn shutdown_handle(&self) -> crate::reactor::ShutdownHandle {
+        self.reactor.shutdown_handle()
     }
 
     pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
@@ -138,9 +157,29 @@ impl Server {
     /// Serves until the reactor is shut down.
     pub fn wait(mut self) {
         self.reactor.join();
-        let _ = self.stop_sweeper.send(());
+        let _ = self.ctx.maintenance.send(Maintenance::Stop);
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.join();
+        }
+    }
+}
+
+/// The background thread: sweeps expired items every `interval` and frees
+/// flushed ones when asked.
+fn maintain(
+    ctx: &ServerContext,
+    requests: &crossbeam_channel::Receiver<Maintenance>,
+    interval: Duration,
+) {
+    loop {
+        match requests.recv_timeout(interval) {
+            Ok(Maintenance::DropFlushed) => ctx.store.drop_flushed(),
+            Ok(Maintenance::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                while ctx.store.sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
+            }
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct TextSession {
     worker: usize,
     /// Bytes of a refused data block still to be thrown away.
     swallow: usize,
+    /// The reply to send once they are: memcached answers a refused value
+    /// only after it has swallowed all of it.
+    after_swallow: Option<&'static str>,
 }
 
 impl TextSession {
@@ -29,6 +32,7 @@ impl TextSession {
             ctx,
             worker,
             swallow: 0,
+            after_swallow: None,
         }
     }
 
@@ -47,6 +51,9 @@ impl Session for TextSession {
                 pos += n;
                 if self.swallow > 0 {
                     return carry_on(pos, 0);
+                }
+                if let Some(line) = self.after_swallow.take() {
+                    reply::line(out, line);
                 }
             }
             if out.len() >= output_limit || pos == input.len() {
@@ -115,11 +122,11 @@ impl TextSession {
             // away as it arrives, and drops any older value of a `set` so a
             // stale one is not served.
             bump(&self.counters().store_too_large);
-            answer(out, header.noreply, text::TOO_LARGE);
             if header.kind == StoreKind::Set {
                 store.delete(header.key);
             }
             self.swallow = wire_len;
+            self.after_swallow = (!header.noreply).then_some(text::TOO_LARGE);
             return Some(0);
         }
         let value = match text::data_block(body, header.value_len) {
@@ -240,7 +247,7 @@ impl TextSession {
                 if !ctx.settings.flush_enabled {
                     answer(out, noreply, text::FLUSH_DISABLED);
                 } else if let Some(delay) = delay {
-                    ctx.store.flush_all(i64::from(delay));
+                    ctx.flush_all(i64::from(delay));
                     answer(out, noreply, "OK");
                 } else {
                     answer(out, noreply, text::BAD_EXPTIME);

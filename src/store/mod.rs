@@ -49,7 +49,8 @@
 //! returned: a request that finds one removes it and reports a miss, and a background
 //! thread calls [`Store::sweep_expired`] to remove the ones nobody asks for. `flush_all`
 //! records memcached's `oldest_live` (and, for an immediate flush, the CAS counter at that
-//! moment); an immediate flush also frees the flushed items right away.
+//! moment); after an immediate flush, [`Store::drop_flushed`] frees the flushed items in
+//! one pass.
 
 mod budget;
 pub mod clock;
@@ -359,8 +360,9 @@ impl Store {
 
     /// `flush_all [delay]`: items stored before the moment become invisible from that moment.
     /// `delay_secs <= 0` is now; a positive delay is converted like an exptime (relative up
-    /// to 30 days, absolute beyond). An immediate flush also frees the items at once.
-    pub fn flush_all(&self, delay_secs: i64) {
+    /// to 30 days, absolute beyond). Returns whether the flush took effect at once, in
+    /// which case [`drop_flushed`](Self::drop_flushed) can free the flushed items.
+    pub fn flush_all(&self, delay_secs: i64) -> bool {
         let now = clock::now();
         // memcached flushes what was stored up to the second before the deadline, plus (when
         // that moment has come) everything with a CAS below the counter's current value.
@@ -371,11 +373,17 @@ impl Store {
                 .store(self.shared.next_cas(), Ordering::Release);
         }
         self.oldest_live.store(oldest_live, Ordering::Release);
-        if immediate && oldest_live != 0 {
-            let moment = self.moment();
-            for stripe in self.stripes.iter() {
-                stripe.shard.lock().drop_flushed(&self.shared, &moment);
-            }
+        immediate
+    }
+
+    /// Frees every item an immediate `flush_all` made invisible, stripe by stripe. The
+    /// flush itself only records the moment, as memcached's does (a get that meets a
+    /// flushed item still counts it in `get_flushed`); a background thread calls this
+    /// right after so the memory comes back at once instead of item by item.
+    pub fn drop_flushed(&self) {
+        let moment = self.moment();
+        for stripe in self.stripes.iter() {
+            stripe.shard.lock().drop_flushed(&self.shared, &moment);
         }
     }
 
