@@ -1,0 +1,458 @@
+//! Helpers shared by the integration tests: starting servers and talking to them.
+//!
+//! Every test that needs a server starts its own process on a free loopback port and
+//! holds a [`Server`] guard; dropping the guard kills the process, so a failing test
+//! never leaves a server behind. Two kinds of server can be started:
+//!
+//! * [`start_rat`] runs the `rat_memcached` binary that Cargo built for this package;
+//! * [`start_memcached`] runs the reference `memcached` if it is installed, and returns
+//!   `None` when it is not, so the caller can print a skip notice instead of failing.
+//!
+//! Both always get `-p PORT -l 127.0.0.1 -U 0`; the caller adds anything else.
+//!
+//! [`start_server_under_test`] is what most tests call: it starts `rat_memcached`, or,
+//! when the environment variable `RAT_DIFF_SELFTEST=1` is set, the reference memcached
+//! in its place. Running the suites that way checks the tests themselves: whatever
+//! fails against memcached is a wrong test, not a wrong server.
+//!
+//! [`RawClient`] is a deliberately dumb TCP client for tests that care about exact bytes:
+//! it sends what it is given and reads until a terminator, a byte count or end of stream.
+
+// Each test binary compiles this module separately and uses only part of it.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Environment variable that makes the reference memcached stand in for rat_memcached.
+pub const SELFTEST_ENV: &str = "RAT_DIFF_SELFTEST";
+
+/// How long a freshly started server may take before it accepts TCP connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times a start is retried with a new port (another process may grab the port
+/// between our probe and the server's bind).
+const START_ATTEMPTS: usize = 5;
+
+/// Default read timeout of [`RawClient`]: long enough for a slow debug build on a busy
+/// machine, short enough that a missing reply fails the test instead of hanging it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// True when `RAT_DIFF_SELFTEST=1`: memcached plays the role of the server under test.
+pub fn selftest() -> bool {
+    std::env::var(SELFTEST_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Path of the `rat_memcached` binary built for these tests.
+pub fn rat_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rat_memcached"))
+}
+
+/// Path of the reference memcached, from `PATH` or `/usr/bin`.
+pub fn memcached_binary() -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    from_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join("memcached"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// True when this process runs as root, in which case memcached needs `-u root`.
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// A running server process; killed when dropped.
+pub struct Server {
+    child: Child,
+    port: u16,
+    name: String,
+    log_path: PathBuf,
+}
+
+impl Server {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Human-readable name, e.g. `rat_memcached` or `memcached`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A raw client connected to this server.
+    pub fn client(&self) -> RawClient {
+        RawClient::connect(self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.log_path);
+    }
+}
+
+/// A fresh log file path for one server process.
+fn log_path(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{name}-test-{}-{n}.log", std::process::id()))
+}
+
+/// Starts `program` with `base_args(port)` followed by `extra`, retrying on a new port if
+/// the process dies before listening. Panics with the server's output if it never comes up.
+fn start(
+    name: &str,
+    program: &Path,
+    base_args: impl Fn(u16) -> Vec<String>,
+    extra: &[&str],
+) -> Server {
+    let mut last_failure = String::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port();
+        let log_path = log_path(name);
+        let log = File::create(&log_path).expect("create server log file");
+        let child = Command::new(program)
+            .args(base_args(port))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        let mut server = Server {
+            child,
+            port,
+            name: name.to_owned(),
+            log_path,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = server.child.try_wait().expect("poll child") {
+                last_failure = format!(
+                    "exited with {status} before listening:\n{}",
+                    server.output()
+                );
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{name} did not accept connections on port {port} within {STARTUP_TIMEOUT:?}; output:\n{}",
+                    server.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("{name} failed to start {START_ATTEMPTS} times; last attempt {last_failure}");
+}
+
+/// Starts `rat_memcached -p PORT -l 127.0.0.1 -U 0 <extra>`.
+pub fn start_rat(extra: &[&str]) -> Server {
+    start(
+        "rat_memcached",
+        rat_binary(),
+        |port| {
+            vec![
+                "-p".into(),
+                port.to_string(),
+                "-l".into(),
+                "127.0.0.1".into(),
+                "-U".into(),
+                "0".into(),
+            ]
+        },
+        extra,
+    )
+}
+
+/// Starts the reference `memcached -U 0 -p PORT -l 127.0.0.1 <extra>` (with `-u root` when
+/// running as root), or returns `None` when memcached is not installed.
+pub fn start_memcached(extra: &[&str]) -> Option<Server> {
+    let program = memcached_binary()?;
+    let as_root = running_as_root();
+    Some(start(
+        "memcached",
+        &program,
+        |port| {
+            let mut args: Vec<String> = Vec::new();
+            if as_root {
+                args.extend(["-u".into(), "root".into()]);
+            }
+            args.extend([
+                "-U".into(),
+                "0".into(),
+                "-p".into(),
+                port.to_string(),
+                "-l".into(),
+                "127.0.0.1".into(),
+            ]);
+            args
+        },
+        extra,
+    ))
+}
+
+/// Starts the server under test: rat_memcached, or memcached under `RAT_DIFF_SELFTEST=1`.
+pub fn start_server_under_test(extra: &[&str]) -> Server {
+    if selftest() {
+        start_memcached(extra).expect("RAT_DIFF_SELFTEST=1 needs memcached installed")
+    } else {
+        start_rat(extra)
+    }
+}
+
+/// What a process printed before it exited.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` to completion; panics if it runs longer than `timeout`
+/// (a server that should have refused its arguments but started anyway).
+pub fn run_to_exit(program: &Path, args: &[&str], timeout: Duration) -> Finished {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    // Drain both pipes on their own threads so a chatty process cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} {args:?} still running after {timeout:?}; stderr: {}",
+                program.display(),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Shows bytes as an escaped string: printable ASCII as is, everything else as `\r`, `\n`,
+/// `\t` or `\xNN`; long results are cut in the middle.
+pub fn escape(bytes: &[u8]) -> String {
+    const LIMIT: usize = 4000;
+    let mut out = String::new();
+    let shown: Vec<&[u8]> = if bytes.len() > LIMIT {
+        vec![&bytes[..LIMIT / 2], &bytes[bytes.len() - LIMIT / 2..]]
+    } else {
+        vec![bytes]
+    };
+    for (i, part) in shown.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&format!("...<{} bytes omitted>...", bytes.len() - LIMIT));
+        }
+        for &b in *part {
+            match b {
+                b'\r' => out.push_str("\\r"),
+                b'\n' => out.push_str("\\n"),
+                b'\t' => out.push_str("\\t"),
+                b'\\' => out.push_str("\\\\"),
+                0x20..=0x7e => out.push(b as char),
+                _ => out.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+    }
+    out
+}
+
+/// A blocking TCP client that moves raw bytes, for tests about exact wire behaviour.
+pub struct RawClient {
+    stream: TcpStream,
+    /// Bytes received but not yet handed to the caller.
+    pending: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects to 127.0.0.1:`port`; panics if the server is not there.
+    pub fn connect(port: u16) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set read timeout");
+        stream.set_nodelay(true).expect("set nodelay");
+        RawClient {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Writes all of `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send {:?}: {e}", escape(bytes)));
+    }
+
+    /// Reads once more from the socket into `pending`; returns false at end of stream.
+    /// A connection reset counts as end of stream: a server that closes a connection
+    /// with unread input makes the kernel send RST instead of FIN.
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.pending.extend_from_slice(&chunk[..n]);
+                    return true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return false,
+                Err(e) => panic!(
+                    "read failed ({e}) with {} bytes pending: {}",
+                    self.pending.len(),
+                    escape(&self.pending)
+                ),
+            }
+        }
+    }
+
+    /// Reads until `terminator` arrives and returns everything up to and including it.
+    pub fn read_until(&mut self, terminator: &[u8]) -> Vec<u8> {
+        let mut searched = 0;
+        loop {
+            if let Some(at) = find(&self.pending[searched..], terminator) {
+                let end = searched + at + terminator.len();
+                return self.pending.drain(..end).collect();
+            }
+            searched = self.pending.len().saturating_sub(terminator.len());
+            if !self.fill() {
+                panic!(
+                    "connection closed before {:?}; received {}",
+                    escape(terminator),
+                    escape(&self.pending)
+                );
+            }
+        }
+    }
+
+    /// Reads one line including its `\r\n`.
+    pub fn read_line(&mut self) -> Vec<u8> {
+        self.read_until(b"\r\n")
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.pending.len() < n {
+            if !self.fill() {
+                panic!(
+                    "connection closed after {} of {n} bytes",
+                    self.pending.len()
+                );
+            }
+        }
+        self.pending.drain(..n).collect()
+    }
+
+    /// Reads until the server closes the connection and returns what came before.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() {}
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Sends `request` and reads the reply up to and including `terminator`.
+    pub fn request(&mut self, request: &[u8], terminator: &[u8]) -> Vec<u8> {
+        self.send(request);
+        self.read_until(terminator)
+    }
+
+    /// Stops sending; the server sees end of stream.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// Position of the first occurrence of `needle` in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
