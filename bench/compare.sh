@@ -170,6 +170,9 @@ stats_field() {
     echo "$value"
 }
 
+# cpu_range FIRST COUNT: a CPU list for taskset.
+cpu_range() { if (( $2 == 1 )); then echo "$1"; else echo "$1-$(($1 + $2 - 1))"; fi; }
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # --- throughput -------------------------------------------------------------------------
@@ -182,8 +185,8 @@ echo "workload: $KEYS keys, $VALUE_SIZE-byte values, set:get $SET_RATIO, $CONNS 
 for threads in $THREAD_COUNTS; do
     server_cpus="" generator_cpus=""
     if (( threads + GEN_THREADS <= CORES )); then
-        server_cpus="0-$((threads - 1))"
-        generator_cpus="$threads-$((threads + GEN_THREADS - 1))"
+        server_cpus=$(cpu_range 0 "$threads")
+        generator_cpus=$(cpu_range "$threads" "$GEN_THREADS")
         placement="server on CPUs $server_cpus, generator on CPUs $generator_cpus"
     else
         placement="not pinned: $threads server + $GEN_THREADS generator threads > $CORES cores"
