@@ -111,7 +111,10 @@ mod process {
     }
 
     /// Runs `stop` on a thread of its own when one of the signals arrives.
-    pub fn on_termination_signal(signals: TerminationSignals, stop: impl FnOnce() + Send + 'static) {
+    pub fn on_termination_signal(
+        signals: TerminationSignals,
+        stop: impl FnOnce() + Send + 'static,
+    ) {
         let spawned = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -190,7 +193,11 @@ mod process {
 
     /// Ctrl-C handling on Windows comes with the persistent tier's clean
     /// shutdown; until then the default handler ends the process.
-    pub fn on_termination_signal(_signals: TerminationSignals, _stop: impl FnOnce() + Send + 'static) {}
+    pub fn on_termination_signal(
+        _signals: TerminationSignals,
+        _stop: impl FnOnce() + Send + 'static,
+    ) {
+    }
 
     pub fn daemonize() -> io::Result<()> {
         Err(io::Error::new(

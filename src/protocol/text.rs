@@ -40,6 +40,8 @@ pub const NO_MEMORY_DELTA: &str = "SERVER_ERROR out of memory";
 pub const FLUSH_DISABLED: &str = "CLIENT_ERROR flush_all not allowed";
 pub const SHUTDOWN_DISABLED: &str = "ERROR: shutdown not enabled";
 pub const BAD_SHUTDOWN: &str = "CLIENT_ERROR invalid shutdown mode";
+pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+pub const MEMLIMIT_NOT_BYTES: &str = "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
 pub const STATS_DETAIL_USAGE: &str = "CLIENT_ERROR usage: stats detail on|off|dump";
 
 /// The result of looking at the start of a connection's input.
@@ -154,6 +156,12 @@ pub enum Command<'a> {
         noreply: bool,
     },
     Stats(StatsGroup<'a>),
+    /// `cache_memlimit <megabytes>`: already checked against memcached's
+    /// bounds (at least 8, at most 1000000000).
+    CacheMemlimit {
+        megabytes: u32,
+        noreply: bool,
+    },
     Version,
     Quit,
     Shutdown(ShutdownMode),
@@ -322,6 +330,7 @@ fn parse_line(line: &[u8]) -> Option<Command<'_>> {
         b"flush_all" => parse_flush_all(&tokens),
         b"verbosity" => parse_verbosity(&tokens),
         b"stats" => parse_stats(&tokens),
+        b"cache_memlimit" => parse_cache_memlimit(&tokens),
         b"version" => Command::Version,
         b"quit" => Command::Quit,
         b"shutdown" => parse_shutdown(&tokens),
@@ -514,6 +523,21 @@ fn parse_verbosity<'a>(tokens: &Tokens<'a>) -> Command<'a> {
             noreply,
         },
     }
+}
+
+fn parse_cache_memlimit<'a>(tokens: &Tokens<'a>) -> Command<'a> {
+    let ntokens = tokens.ntokens();
+    if ntokens != 3 && ntokens != 4 {
+        return error(ERROR);
+    }
+    let noreply = tokens.noreply();
+    let reply = match parse_u32(tokens.get(1)) {
+        None => ERROR,
+        Some(megabytes) if megabytes < 8 => MEMLIMIT_TOO_SMALL,
+        Some(megabytes) if megabytes > 1_000_000_000 => MEMLIMIT_NOT_BYTES,
+        Some(megabytes) => return Command::CacheMemlimit { megabytes, noreply },
+    };
+    Command::Error { reply, noreply }
 }
 
 fn parse_stats<'a>(tokens: &Tokens<'a>) -> Command<'a> {

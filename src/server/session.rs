@@ -258,6 +258,10 @@ impl TextSession {
                 answer(out, noreply, "OK");
             }
             Command::Stats(group) => stats::write(ctx, group, out),
+            Command::CacheMemlimit { megabytes, noreply } => {
+                ctx.store.set_max_memory(megabytes as usize * 1024 * 1024);
+                answer(out, noreply, "OK");
+            }
             Command::Version => {
                 out.extend_from_slice(b"VERSION ");
                 reply::line(out, &ctx.version);

@@ -130,7 +130,7 @@ fn yes_no(b: bool) -> &'static str {
 
 fn settings(ctx: &ServerContext, out: &mut Vec<u8>) {
     let s = &ctx.settings;
-    stat(out, "maxbytes", s.max_memory_bytes);
+    stat(out, "maxbytes", ctx.store.stats().limit_maxbytes);
     stat(out, "maxconns", s.max_connections);
     let port = s.listen.first().map_or(0, |a| a.port());
     stat(out, "tcpport", port);
@@ -182,6 +182,8 @@ fn slabs(ctx: &ServerContext, out: &mut Vec<u8>) {
     let s = ctx.store.stats();
     let c = command_totals(ctx);
     if s.curr_items > 0 {
+        // One class holds items of every size up to the item size limit.
+        stat(out, "1:chunk_size", ctx.settings.max_item_size);
         stat(out, "1:used_chunks", s.curr_items);
         stat(out, "1:get_hits", c.get_hits);
         stat(out, "1:cmd_set", c.cmd_set);

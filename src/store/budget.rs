@@ -46,7 +46,9 @@ pub enum Shortage {
 /// Global accounting of charged bytes and, when limited, item count.
 #[derive(Debug)]
 pub struct Budget {
-    max_bytes: usize,
+    /// Adjustable at run time (`cache_memlimit`); a lower limit is reached by
+    /// evicting as new items arrive.
+    max_bytes: AtomicUsize,
     used_bytes: AtomicUsize,
     /// `None`: items are not counted here at all.
     max_entries: Option<usize>,
@@ -54,9 +56,17 @@ pub struct Budget {
 }
 
 impl Budget {
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes.load(Relaxed)
+    }
+
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes.store(max_bytes, Relaxed);
+    }
+
     pub fn new(max_bytes: usize, max_entries: Option<usize>) -> Budget {
         Budget {
-            max_bytes,
+            max_bytes: AtomicUsize::new(max_bytes),
             used_bytes: AtomicUsize::new(0),
             max_entries,
             used_entries: AtomicUsize::new(0),
@@ -65,12 +75,13 @@ impl Budget {
 
     /// Whether `charge` could be reserved in an otherwise empty store.
     pub fn can_ever_fit(&self, charge: Charge) -> bool {
-        charge.bytes <= self.max_bytes && self.max_entries.map_or(true, |max| charge.entries <= max)
+        charge.bytes <= self.max_bytes()
+            && self.max_entries.map_or(true, |max| charge.entries <= max)
     }
 
     /// Which limit `charge` would break right now, if any (reserves nothing).
     pub fn shortage(&self, charge: Charge) -> Option<Shortage> {
-        if self.used_bytes.load(Relaxed) + charge.bytes > self.max_bytes {
+        if self.used_bytes.load(Relaxed) + charge.bytes > self.max_bytes() {
             return Some(Shortage::Memory);
         }
         match self.max_entries {
@@ -86,7 +97,7 @@ impl Budget {
     /// Takes `charge` from the budget, or takes nothing and says which limit is in the way.
     pub fn try_reserve(&self, charge: Charge) -> Result<(), Shortage> {
         if charge.bytes > 0 {
-            reserve(&self.used_bytes, charge.bytes, self.max_bytes)
+            reserve(&self.used_bytes, charge.bytes, self.max_bytes())
                 .map_err(|()| Shortage::Memory)?;
         }
         if let (Some(max), true) = (self.max_entries, charge.entries > 0) {

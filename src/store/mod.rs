@@ -274,6 +274,12 @@ impl Store {
             .get(&self.shared, hash, key, &moment, Some(exptime), read)
     }
 
+    /// Changes the memory limit while running (memcached's `cache_memlimit`).
+    /// A lower limit is reached by evicting as new items come in.
+    pub fn set_max_memory(&self, bytes: usize) {
+        self.shared.budget.set_max_bytes(bytes);
+    }
+
     /// Whether an item of this shape is within the item size limit (`-I`),
     /// measured as memcached measures it, so a server can refuse a value
     /// before receiving it.
@@ -419,7 +425,7 @@ impl Store {
     /// Counters summed over all stripes.
     pub fn stats(&self) -> StoreStats {
         let mut stats = StoreStats {
-            limit_maxbytes: self.config.max_memory as u64,
+            limit_maxbytes: self.shared.budget.max_bytes() as u64,
             curr_stripes: self.stripes.len() as u64,
             ..StoreStats::default()
         };

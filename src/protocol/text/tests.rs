@@ -248,6 +248,35 @@ fn arithmetic_touch_flush_verbosity() {
 }
 
 #[test]
+fn cache_memlimit_bounds() {
+    assert_eq!(
+        line(b"cache_memlimit 8\r\n"),
+        Command::CacheMemlimit {
+            megabytes: 8,
+            noreply: false
+        }
+    );
+    assert_eq!(
+        line(b"cache_memlimit 64 noreply\r\n"),
+        Command::CacheMemlimit {
+            megabytes: 64,
+            noreply: true
+        }
+    );
+    assert_eq!(
+        line(b"cache_memlimit 7\r\n"),
+        err(MEMLIMIT_TOO_SMALL, false)
+    );
+    assert_eq!(
+        line(b"cache_memlimit 1000000001\r\n"),
+        err(MEMLIMIT_NOT_BYTES, false)
+    );
+    assert_eq!(line(b"cache_memlimit x\r\n"), err(ERROR, false));
+    assert_eq!(line(b"cache_memlimit\r\n"), err(ERROR, false));
+    assert_eq!(line(b"cache_memlimit 100 x y\r\n"), err(ERROR, false));
+}
+
+#[test]
 fn misc_commands() {
     assert_eq!(line(b"version\r\n"), Command::Version);
     assert_eq!(line(b"quit\r\n"), Command::Quit);
