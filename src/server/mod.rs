@@ -54,7 +54,7 @@ enum Maintenance {
 
 impl ServerContext {
     /// Runs `flush_all` and, when it took effect at once, has the background
-    /// thread give the memory back.
+    /// thread give the memory back on its next tick.
     fn flush_all(&self, delay_secs: i64) {
         if self.store.flush_all(delay_secs) {
             // A full queue already holds a pending drop.
@@ -164,20 +164,29 @@ impl Server {
     }
 }
 
-/// The background thread: sweeps expired items every `interval` and frees
-/// flushed ones when asked.
+/// The background thread: sweeps expired items every `interval`, and on the
+/// tick after an immediate `flush_all` frees everything it hid. Waiting for
+/// the tick keeps memcached's lazy behaviour visible to clients (a get right
+/// after a flush still meets the flushed item and counts it in
+/// `get_flushed`) while the memory still comes back within one interval.
 fn maintain(
     ctx: &ServerContext,
     requests: &crossbeam_channel::Receiver<Maintenance>,
     interval: Duration,
 ) {
+    let mut flushed = false;
+    let mut next_tick = Instant::now() + interval;
     loop {
-        match requests.recv_timeout(interval) {
-            Ok(Maintenance::DropFlushed) => ctx.store.drop_flushed(),
+        match requests.recv_deadline(next_tick) {
+            Ok(Maintenance::DropFlushed) => flushed = true,
             Ok(Maintenance::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 return
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                next_tick = Instant::now() + interval;
+                if std::mem::take(&mut flushed) {
+                    ctx.store.drop_flushed();
+                }
                 while ctx.store.sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
             }
         }
