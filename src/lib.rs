@@ -5,8 +5,10 @@
 //! - [`store`] is the in-memory cache with memcached's semantics;
 //! - [`reactor`] moves bytes between sockets and sessions;
 //! - [`server`] joins the three into `rat_memcached`;
-//! - [`config`] reads the command line and the TOML configuration.
+//! - [`config`] reads the command line and the TOML configuration;
+//! - [`ascii`] holds memcached's way of reading and writing decimal numbers.
 
+pub mod ascii;
 pub mod config;
 pub mod protocol;
 pub mod reactor;

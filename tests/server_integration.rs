@@ -428,6 +428,17 @@ fn unread_replies_do_not_grow_memory() {
     );
 }
 
+/// The server's `curr_connections`, asked over `client`.
+fn curr_connections(client: &mut RawClient) -> usize {
+    client.send(b"stats\r\n");
+    let stats = String::from_utf8(client.read_until(b"END\r\n")).expect("stats text");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("STAT curr_connections "))
+        .and_then(|n| n.parse().ok())
+        .expect("curr_connections")
+}
+
 #[test]
 fn connection_limit_rejects_extra_connection() {
     if selftest() {
@@ -438,7 +449,17 @@ fn connection_limit_rejects_extra_connection() {
         return;
     }
     let server = start_server_under_test(&["-c", "10"]);
-    let mut clients: Vec<RawClient> = (0..10).map(|_| server.client()).collect();
+    let mut clients = vec![server.client()];
+    // The connection that checked the server was up may not be closed yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while curr_connections(&mut clients[0]) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the probe connection never closed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    clients.extend((0..9).map(|_| server.client()));
     for client in &mut clients {
         assert!(client
             .request(b"version\r\n", b"\r\n")
@@ -513,14 +534,7 @@ fn five_hundred_concurrent_connections() {
         })
         .collect();
     all_open.wait();
-    let mut observer = server.client();
-    observer.send(b"stats\r\n");
-    let stats = String::from_utf8(observer.read_until(b"END\r\n")).expect("stats text");
-    let current: usize = stats
-        .lines()
-        .find_map(|line| line.strip_prefix("STAT curr_connections "))
-        .and_then(|n| n.parse().ok())
-        .expect("curr_connections");
+    let current = curr_connections(&mut server.client());
     counted.wait();
     for worker in workers {
         worker.join().expect("worker thread");

@@ -7,6 +7,5 @@
 //! appended to the caller's output buffer. This keeps every protocol
 //! testable (and fuzzable) on byte slices alone.
 
-pub mod number;
 pub mod reply;
 pub mod text;

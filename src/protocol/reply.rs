@@ -1,6 +1,6 @@
 //! Encoding of text-protocol replies into an output buffer.
 
-use super::number::push_u64;
+use crate::ascii::push_u64;
 
 /// Appends `line` and the `\r\n` that ends every reply line.
 #[inline]

@@ -14,7 +14,7 @@
 //! `noreply` was already seen (memcached suppresses most of its error replies
 //! for `noreply` requests, but not `ERROR` for an unknown or short command).
 
-use super::number::{parse_i32, parse_u32, parse_u64};
+use crate::ascii::{parse_i32, parse_u32, parse_u64};
 
 /// Longest key memcached accepts.
 pub const KEY_MAX_LENGTH: usize = 250;
@@ -442,20 +442,30 @@ fn parse_delete<'a>(tokens: &Tokens<'a>) -> Command<'a> {
     Command::Delete { key, noreply }
 }
 
-fn parse_incr_decr<'a>(tokens: &Tokens<'a>, incr: bool) -> Command<'a> {
+/// The shape `<command> <key> <argument> [noreply]` of incr, decr and touch:
+/// the key and the noreply flag, or memcached's reply to a bad line.
+fn key_with_argument<'a>(tokens: &Tokens<'a>) -> Result<(&'a [u8], &'a [u8], bool), Command<'a>> {
     let ntokens = tokens.ntokens();
     if ntokens != 4 && ntokens != 5 {
-        return error(ERROR);
+        return Err(error(ERROR));
     }
     let noreply = tokens.noreply();
     let key = tokens.get(1);
     if key.len() > KEY_MAX_LENGTH {
-        return Command::Error {
+        return Err(Command::Error {
             reply: BAD_FORMAT,
             noreply,
-        };
+        });
     }
-    match parse_u64(tokens.get(2)) {
+    Ok((key, tokens.get(2), noreply))
+}
+
+fn parse_incr_decr<'a>(tokens: &Tokens<'a>, incr: bool) -> Command<'a> {
+    let (key, argument, noreply) = match key_with_argument(tokens) {
+        Ok(parts) => parts,
+        Err(reply) => return reply,
+    };
+    match parse_u64(argument) {
         Some(delta) => Command::IncrDecr {
             incr,
             key,
@@ -470,19 +480,11 @@ fn parse_incr_decr<'a>(tokens: &Tokens<'a>, incr: bool) -> Command<'a> {
 }
 
 fn parse_touch<'a>(tokens: &Tokens<'a>) -> Command<'a> {
-    let ntokens = tokens.ntokens();
-    if ntokens != 4 && ntokens != 5 {
-        return error(ERROR);
-    }
-    let noreply = tokens.noreply();
-    let key = tokens.get(1);
-    if key.len() > KEY_MAX_LENGTH {
-        return Command::Error {
-            reply: BAD_FORMAT,
-            noreply,
-        };
-    }
-    match parse_i32(tokens.get(2)) {
+    let (key, argument, noreply) = match key_with_argument(tokens) {
+        Ok(parts) => parts,
+        Err(reply) => return reply,
+    };
+    match parse_i32(argument) {
         Some(exptime) => Command::Touch {
             key,
             exptime,

@@ -54,7 +54,6 @@
 
 mod budget;
 pub mod clock;
-mod counter;
 mod eviction;
 mod item;
 mod shard;

@@ -13,11 +13,11 @@ use hashbrown::HashTable;
 
 use super::budget::{Charge, Shortage};
 use super::clock::{Expiry, RelTime};
-use super::counter::{format_counter, parse_counter, MAX_DIGITS};
 use super::eviction::{EvictionPolicy, Lru};
 use super::item::{item_cost, item_data, memcached_item_size, ItemMeta, Slot, SlotIndex, NIL};
 use super::stats::ShardCounters;
 use super::{DeltaError, ItemView, Shared, StoreMode, StoreOutcome};
+use crate::ascii::{format_u64, parse_u64, MAX_DIGITS};
 
 /// A stripe whose arena is at least this long is compacted once more than an eighth of it
 /// is free (smaller arenas cost at most 12 KiB of free slots each).
@@ -337,7 +337,7 @@ impl<P: EvictionPolicy> Shard<P> {
         let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
             return Ok(Err(DeltaError::NotFound));
         };
-        let Some(current) = parse_counter(self.slots[index as usize].value()) else {
+        let Some(current) = parse_u64(self.slots[index as usize].value()) else {
             return Ok(Err(DeltaError::NonNumeric));
         };
         let updated = match delta {
@@ -345,7 +345,7 @@ impl<P: EvictionPolicy> Shard<P> {
             Delta::Decr(amount) => current.saturating_sub(amount),
         };
         let mut buf = [0; MAX_DIGITS];
-        let digits = format_counter(updated, &mut buf);
+        let digits = format_u64(updated, &mut buf);
 
         let slot = &self.slots[index as usize];
         if digits.len() <= slot.value().len() {

@@ -1,13 +1,15 @@
-//! Numbers as memcached reads them.
+//! Decimal numbers as memcached reads and writes them.
 //!
-//! memcached parses every numeric token with C's `strtoul`/`strtol`/`strtoull`
-//! wrapped in its `safe_strto*` helpers, and clients observe the quirks of that
-//! path: leading whitespace and a `+` sign are accepted, `-0` is zero, a
-//! negative number that wraps to a huge unsigned value is refused, and the
-//! 32-bit results are plain truncations of a 64-bit parse (`4294967297` as
-//! flags is stored as `1`). Being byte-compatible means reproducing exactly
-//! that, so these functions model the C library on a byte slice instead of
-//! using Rust's stricter `str::parse`.
+//! memcached parses every numeric token, and the item data `incr`/`decr`
+//! work on, with C's `strtoul`/`strtol`/`strtoull` wrapped in its
+//! `safe_strto*` helpers, and clients observe the quirks of that path:
+//! leading whitespace and a `+` sign are accepted, `-0` is zero, a negative
+//! number that wraps to a huge unsigned value is refused, and the 32-bit
+//! results are plain truncations of a 64-bit parse (`4294967297` as flags is
+//! stored as `1`). Being byte-compatible means reproducing exactly that, so
+//! these functions model the C library on a byte slice (which ends where a C
+//! string would: at its end or at a NUL) instead of using Rust's stricter
+//! `str::parse`. Both the protocol and the store use them.
 
 /// C's `isspace` in the "C" locale.
 #[inline]
@@ -64,10 +66,10 @@ fn scan(s: &[u8]) -> Option<Scan> {
 }
 
 /// memcached accepts a number only if it is followed by whitespace or by the
-/// end of the token.
+/// end of the C string.
 #[inline]
 fn ends_cleanly(s: &[u8], end: usize) -> bool {
-    end == s.len() || is_c_space(s[end])
+    end == s.len() || s[end] == 0 || is_c_space(s[end])
 }
 
 /// `strtoull` as memcached's `safe_strtoull` uses it: a negative sign is
@@ -82,13 +84,15 @@ fn c_strtoull(s: &[u8]) -> Option<u64> {
     } else {
         scan.magnitude
     };
-    if (value as i64) < 0 && s.contains(&b'-') {
+    let c_string = s.split(|&b| b == 0).next().unwrap_or(s);
+    if (value as i64) < 0 && c_string.contains(&b'-') {
         return None;
     }
     Some(value)
 }
 
-/// memcached's `safe_strtoull`: a 64-bit unsigned number (CAS values, deltas).
+/// memcached's `safe_strtoull`: a 64-bit unsigned number (CAS values, deltas,
+/// the counters `incr` and `decr` read).
 pub fn parse_u64(s: &[u8]) -> Option<u64> {
     c_strtoull(s)
 }
@@ -122,20 +126,28 @@ pub fn parse_i32(s: &[u8]) -> Option<i32> {
     Some(value as i32)
 }
 
-/// Appends the decimal digits of `n` to `out` without going through `fmt`.
+/// The longest decimal `u64`.
+pub const MAX_DIGITS: usize = 20;
+
+/// Writes `n` in decimal into the end of `buf`, returning the digits.
 #[inline]
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+pub fn format_u64(mut n: u64, buf: &mut [u8; MAX_DIGITS]) -> &[u8] {
+    let mut start = MAX_DIGITS;
     loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return &buf[start..];
         }
     }
-    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends the decimal digits of `n` to `out` without going through `fmt`.
+#[inline]
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0; MAX_DIGITS];
+    out.extend_from_slice(format_u64(n, &mut buf));
 }
 
 #[cfg(test)]
@@ -166,6 +178,18 @@ mod tests {
             parse_u64(b"-9223372036854775809"),
             Some(9223372036854775807)
         );
+    }
+
+    #[test]
+    fn item_data_is_read_as_a_c_string() {
+        assert_eq!(parse_u64(b"5 "), Some(5));
+        assert_eq!(parse_u64(b"12 junk"), Some(12));
+        assert_eq!(parse_u64(b"12\0abc"), Some(12));
+        assert_eq!(parse_u64(b"\t\n12"), Some(12));
+        assert_eq!(parse_u64(b" "), None);
+        assert_eq!(parse_u64(b"1.5"), None);
+        assert_eq!(parse_u64(b"--1"), None);
+        assert_eq!(parse_u64(b"-99999999999999999999"), None);
     }
 
     #[test]
