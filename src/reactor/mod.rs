@@ -46,10 +46,17 @@ pub struct Progress {
 /// What happens to a connection after a batch of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// Keep serving. `wanted` is the total size the unconsumed request will
-    /// have once complete, when known (a value announced by its header), so
-    /// the input buffer can be sized once; 0 when unknown.
-    Continue { wanted: usize },
+    /// Every complete request was handled; what is left is the start of an
+    /// incomplete one. `wanted` is the total size that request will have,
+    /// when known (a value announced by its header), so the input buffer can
+    /// be sized once; 0 when unknown.
+    NeedInput { wanted: usize },
+    /// Complete requests are left but the output limit was reached: call
+    /// again once the output has been sent.
+    OutputFull,
+    /// Complete requests are left but the turn's request budget is used up:
+    /// other connections go first (memcached's `-R`).
+    Yield,
     /// Send what was produced, then close (`quit`, or a peer that does not
     /// speak the protocol).
     Close,
@@ -57,13 +64,20 @@ pub enum Next {
     Shutdown,
 }
 
+/// How much one call of [`Session::on_input`] may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnLimits {
+    /// Stop once the output holds at least this many bytes.
+    pub output_bytes: usize,
+    /// Stop after this many requests.
+    pub requests: usize,
+}
+
 /// The protocol side of one connection.
 pub trait Session {
     /// Handles the complete requests at the start of `input`, appending their
-    /// replies to `output`. Stops early, without error, once `output` holds
-    /// at least `output_limit` bytes; it is called again with the remaining
-    /// input when that output has been sent.
-    fn on_input(&mut self, input: &[u8], output: &mut Vec<u8>, output_limit: usize) -> Progress;
+    /// replies to `output`, until the input runs out or a limit is reached.
+    fn on_input(&mut self, input: &[u8], output: &mut Vec<u8>, limits: TurnLimits) -> Progress;
 }
 
 /// Creates the session of each new connection.
@@ -80,6 +94,8 @@ pub struct ReactorConfig {
     pub threads: usize,
     /// Client connections served at once; one more is told so and closed.
     pub max_connections: usize,
+    /// Requests served on one connection before the others get a turn.
+    pub requests_per_turn: usize,
 }
 
 /// Connection counters, kept by the reactor and read by `stats`.
@@ -152,6 +168,7 @@ impl Reactor {
         for index in 0..config.threads.max(1) {
             let (worker, handle) = worker::Worker::new(
                 index,
+                config.requests_per_turn.max(1),
                 Arc::clone(&factory),
                 Arc::clone(&stats),
                 Arc::clone(&registry),

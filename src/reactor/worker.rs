@@ -2,7 +2,7 @@
 
 use super::acceptor::{Accepted, WorkerHandle};
 use super::registry::{ConnEntry, ConnRegistry};
-use super::{Next, ReactorStats, Session, SessionFactory, ShutdownHandle};
+use super::{Next, ReactorStats, Session, SessionFactory, ShutdownHandle, TurnLimits};
 use crossbeam_channel::Receiver;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -18,9 +18,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Replies produced in one go before the worker writes them out and the
 /// session has to wait: bounds the output held for one connection.
 const OUTPUT_LIMIT: usize = 256 * 1024;
-/// Input handled for one connection in one turn before the others get theirs
-/// (memcached's `-R` in bytes rather than requests).
-const TURN_BUDGET: usize = 1024 * 1024;
 /// A connection's own input buffer is kept for reuse up to this capacity and
 /// freed when larger, so idle connections stay small.
 const KEEP_INPUT_CAPACITY: usize = 16 * 1024;
@@ -57,6 +54,7 @@ enum Turn {
 
 pub(super) struct Worker<F: SessionFactory> {
     index: usize,
+    limits: TurnLimits,
     poll: Poll,
     /// Kept here too: closing a waker's descriptor would cancel a wake-up
     /// still on its way, e.g. when the acceptor stops right after waking us.
@@ -76,6 +74,7 @@ pub(super) struct Worker<F: SessionFactory> {
 impl<F: SessionFactory> Worker<F> {
     pub fn new(
         index: usize,
+        requests_per_turn: usize,
         factory: Arc<F>,
         stats: Arc<ReactorStats>,
         registry: Arc<ConnRegistry>,
@@ -86,6 +85,10 @@ impl<F: SessionFactory> Worker<F> {
         let (sender, incoming) = crossbeam_channel::unbounded();
         let worker = Worker {
             index,
+            limits: TurnLimits {
+                output_bytes: OUTPUT_LIMIT,
+                requests: requests_per_turn,
+            },
             poll,
             _waker: Arc::clone(&waker),
             incoming,
@@ -175,13 +178,11 @@ impl<F: SessionFactory> Worker<F> {
             return;
         };
         let now = self.registry.now();
-        let turn = drive(
-            conn,
-            &mut self.read_buf,
-            &mut self.write_buf,
-            &self.stats,
-            now,
-        );
+        let buffers = Buffers {
+            read: &mut self.read_buf,
+            write: &mut self.write_buf,
+        };
+        let turn = drive(conn, buffers, self.limits, &self.stats, now);
         if self.write_buf.capacity() > KEEP_OUTPUT_CAPACITY {
             self.write_buf = Vec::with_capacity(READ_CHUNK);
         }
@@ -215,15 +216,25 @@ impl<F: SessionFactory> Worker<F> {
     }
 }
 
+/// The worker's buffers, shared by all its connections.
+struct Buffers<'a> {
+    read: &'a mut [u8],
+    write: &'a mut Vec<u8>,
+}
+
 /// Serves one connection until it would block, yields, or ends.
 fn drive<S: Session>(
     conn: &mut Conn<S>,
-    read_buf: &mut [u8],
-    write_buf: &mut Vec<u8>,
+    buffers: Buffers<'_>,
+    limits: TurnLimits,
     stats: &ReactorStats,
     now: u64,
 ) -> Turn {
-    let mut budget = TURN_BUDGET;
+    let Buffers {
+        read: read_buf,
+        write: write_buf,
+    } = buffers;
+    let mut yielding = false;
     let mut shutdown = false;
     loop {
         // Replies first: nothing new is read while any are unsent.
@@ -244,12 +255,12 @@ fn drive<S: Session>(
         if conn.closing {
             return Turn::Close;
         }
-        if budget == 0 {
+        if yielding {
             return Turn::Yield;
         }
 
         // Input left from an earlier turn that the session can still use
-        // (it stopped for output room, not for want of bytes).
+        // (it stopped for output room or its turn, not for want of bytes).
         let fresh = if !conn.input.is_empty() && !conn.input_stalled {
             0
         } else {
@@ -270,23 +281,26 @@ fn drive<S: Session>(
         } else {
             conn.input.bytes()
         };
-        let progress = conn.session.on_input(input, write_buf, OUTPUT_LIMIT);
+        let progress = conn.session.on_input(input, write_buf, limits);
         let consumed = progress.consumed.min(input.len());
-        let stopped_for_room = write_buf.len() >= OUTPUT_LIMIT;
         if from_shared {
             conn.input.append(&read_buf[consumed..fresh]);
         } else {
             conn.input.consume(consumed);
         }
-        conn.input_stalled = !conn.input.is_empty() && !stopped_for_room;
+        conn.input_stalled = false;
         conn.wanted = 0;
         match progress.next {
-            Next::Continue { wanted } => conn.wanted = wanted,
+            Next::NeedInput { wanted } => {
+                conn.input_stalled = !conn.input.is_empty();
+                conn.wanted = wanted;
+            }
+            Next::OutputFull => {}
+            Next::Yield => yielding = true,
             Next::Close => conn.closing = true,
             Next::Shutdown => shutdown = true,
         }
         conn.entry.last_active.store(now, Ordering::Relaxed);
-        budget = budget.saturating_sub(fresh + write_buf.len());
 
         // One write for everything this batch produced.
         if !write_buf.is_empty() {

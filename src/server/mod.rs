@@ -9,7 +9,7 @@ mod counters;
 mod session;
 mod stats;
 
-use crate::config::Settings;
+use crate::config::{ProtocolMode, Settings};
 use crate::reactor::{
     ConnEntry, ConnRegistry, Reactor, ReactorConfig, ReactorStats, SessionFactory,
 };
@@ -53,6 +53,38 @@ enum Maintenance {
 }
 
 impl ServerContext {
+    /// The shared state of a server with these settings, and the receiving
+    /// end of its background thread's work queue.
+    fn new(settings: Settings) -> (ServerContext, crossbeam_channel::Receiver<Maintenance>) {
+        let store = Store::new(StoreConfig {
+            max_memory: settings.max_memory_bytes,
+            max_entries: settings.max_entries,
+            max_item_size: settings.max_item_size,
+            stripes: 0,
+            cas_enabled: settings.cas_enabled,
+            evictions_enabled: settings.evictions_enabled,
+        });
+        let (maintenance, requests) = crossbeam_channel::bounded(1);
+        let ctx = ServerContext {
+            maintenance,
+            counters: (0..settings.threads.max(1))
+                .map(|_| WorkerCounters::default())
+                .collect(),
+            stats_base: Mutex::new(CounterTotals::default()),
+            reactor_stats: Arc::new(ReactorStats::default()),
+            registry: Arc::new(ConnRegistry::default()),
+            started: Instant::now(),
+            version: format!(
+                "{PROTOCOL_VERSION}-rat_memcached-{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            verbosity: AtomicU32::new(u32::from(settings.verbosity)),
+            store,
+            settings,
+        };
+        (ctx, requests)
+    }
+
     /// Runs `flush_all` and, when it took effect at once, has the background
     /// thread give the memory back on its next tick.
     fn flush_all(&self, delay_secs: i64) {
@@ -95,43 +127,26 @@ pub struct Server {
 impl Server {
     /// Binds the listening sockets and starts serving.
     pub fn start(settings: Settings) -> io::Result<Server> {
-        let store = Store::new(StoreConfig {
-            max_memory: settings.max_memory_bytes,
-            max_entries: settings.max_entries,
-            max_item_size: settings.max_item_size,
-            stripes: 0,
-            cas_enabled: settings.cas_enabled,
-            evictions_enabled: settings.evictions_enabled,
-        });
-        let threads = settings.threads.max(1);
-        let reactor_stats = Arc::new(ReactorStats::default());
-        let registry = Arc::new(ConnRegistry::default());
-        let (maintenance, requests) = crossbeam_channel::bounded(1);
-        let ctx = Arc::new(ServerContext {
-            maintenance,
-            counters: (0..threads).map(|_| WorkerCounters::default()).collect(),
-            stats_base: Mutex::new(CounterTotals::default()),
-            reactor_stats: Arc::clone(&reactor_stats),
-            registry: Arc::clone(&registry),
-            started: Instant::now(),
-            version: format!(
-                "{PROTOCOL_VERSION}-rat_memcached-{}",
-                env!("CARGO_PKG_VERSION")
-            ),
-            verbosity: AtomicU32::new(u32::from(settings.verbosity)),
-            store,
-            settings,
-        });
+        if settings.protocol == ProtocolMode::Binary {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "-B binary: the binary protocol is not available yet; use -B ascii or auto",
+            ));
+        }
+        let (ctx, requests) = ServerContext::new(settings);
+        let ctx = Arc::new(ctx);
+        let threads = ctx.counters.len();
         let config = ReactorConfig {
             threads,
             max_connections: ctx.settings.max_connections,
+            requests_per_turn: ctx.settings.reqs_per_event,
         };
         let reactor = Reactor::start(
             &ctx.settings.listen,
             &config,
             Arc::new(Sessions(Arc::clone(&ctx))),
-            reactor_stats,
-            registry,
+            Arc::clone(&ctx.reactor_stats),
+            Arc::clone(&ctx.registry),
         )?;
         let interval = Duration::from_secs(u64::from(ctx.settings.cleanup_interval_secs.max(1)));
         let background = Arc::clone(&ctx);

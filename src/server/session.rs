@@ -12,7 +12,7 @@ use crate::protocol::reply;
 use crate::protocol::text::{
     self, Command, DataBlock, GetKind, Keys, Parse, ShutdownMode, StoreHeader, StoreKind,
 };
-use crate::reactor::{Next, Progress, Session};
+use crate::reactor::{Next, Progress, Session, TurnLimits};
 use crate::store::{DeltaError, Expiry, StoreMode, StoreOutcome};
 use std::sync::Arc;
 
@@ -42,8 +42,9 @@ impl TextSession {
 }
 
 impl Session for TextSession {
-    fn on_input(&mut self, input: &[u8], out: &mut Vec<u8>, output_limit: usize) -> Progress {
+    fn on_input(&mut self, input: &[u8], out: &mut Vec<u8>, limits: TurnLimits) -> Progress {
         let mut pos = 0;
+        let mut requests = 0;
         loop {
             if self.swallow > 0 {
                 let n = self.swallow.min(input.len() - pos);
@@ -56,9 +57,16 @@ impl Session for TextSession {
                     reply::line(out, line);
                 }
             }
-            if out.len() >= output_limit || pos == input.len() {
+            if pos == input.len() {
                 return carry_on(pos, 0);
             }
+            if out.len() >= limits.output_bytes {
+                return paused(pos, Next::OutputFull);
+            }
+            if requests == limits.requests {
+                return paused(pos, Next::Yield);
+            }
+            requests += 1;
             let rest = &input[pos..];
             let (command, line_len) = match text::parse(rest) {
                 Parse::Incomplete => return carry_on(pos, 0),
@@ -97,11 +105,17 @@ impl Session for TextSession {
     }
 }
 
+/// Stopped for want of input.
 fn carry_on(consumed: usize, wanted: usize) -> Progress {
     Progress {
         consumed,
-        next: Next::Continue { wanted },
+        next: Next::NeedInput { wanted },
     }
+}
+
+/// Stopped with complete requests left.
+fn paused(consumed: usize, next: Next) -> Progress {
+    Progress { consumed, next }
 }
 
 /// Writes a reply line unless the request asked for no reply.
@@ -325,5 +339,116 @@ impl TextSession {
             }
         }
         reply::end(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    const NO_LIMITS: TurnLimits = TurnLimits {
+        output_bytes: usize::MAX,
+        requests: usize::MAX,
+    };
+
+    fn session() -> TextSession {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        let (ctx, _requests) = ServerContext::new(settings);
+        TextSession::new(Arc::new(ctx), 0)
+    }
+
+    /// Feeds `input` in chunks of `chunk` bytes the way the reactor does:
+    /// unconsumed bytes are handed over again with the next chunk.
+    fn feed(session: &mut TextSession, input: &[u8], chunk: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in input.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let progress = session.on_input(&pending, &mut out, NO_LIMITS);
+            pending.drain(..progress.consumed);
+        }
+        out
+    }
+
+    const SCRIPT: &[u8] = b"set a 5 0 3\r\nabc\r\nget a b\r\nincr n 1\r\nset n 0 0 2\r\n10\r\n\
+decr n 1\r\nappend a 0 0 2 noreply\r\nde\r\ngets a\r\nset big 0 0 2000000\r\n";
+
+    #[test]
+    fn byte_by_byte_gives_the_same_replies_as_one_piece() {
+        let mut big = SCRIPT.to_vec();
+        big.extend(std::iter::repeat_n(b'x', 2_000_000));
+        big.extend_from_slice(b"\r\nget n\r\nbogus\r\n");
+        let whole = feed(&mut session(), &big, big.len());
+        assert!(whole
+            .starts_with(b"STORED\r\nVALUE a 5 3\r\nabc\r\nEND\r\nNOT_FOUND\r\nSTORED\r\n9\r\n"));
+        assert!(whole.ends_with(
+            b"SERVER_ERROR object too large for cache\r\nVALUE n 0 2\r\n9 \r\nEND\r\nERROR\r\n"
+        ));
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            assert_eq!(
+                feed(&mut session(), &big, chunk),
+                whole,
+                "chunks of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn stops_after_the_request_budget_and_resumes() {
+        let mut session = session();
+        let input = b"version\r\nversion\r\nversion\r\n";
+        let mut out = Vec::new();
+        let limits = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: 2,
+        };
+        let progress = session.on_input(input, &mut out, limits);
+        assert_eq!(progress.next, Next::Yield);
+        assert_eq!(progress.consumed, 18);
+        let progress = session.on_input(&input[18..], &mut out, limits);
+        assert_eq!(progress, carry_on(9, 0));
+        assert_eq!(
+            out.split(|&b| b == b'\n')
+                .filter(|l| l.starts_with(b"VERSION"))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn stops_when_the_output_is_full() {
+        let mut session = session();
+        let mut out = Vec::new();
+        let limits = TurnLimits {
+            output_bytes: 10,
+            requests: usize::MAX,
+        };
+        let progress = session.on_input(b"version\r\nversion\r\n", &mut out, limits);
+        assert_eq!(progress.next, Next::OutputFull);
+        assert_eq!(progress.consumed, 9);
+    }
+
+    #[test]
+    fn an_incomplete_value_asks_for_its_whole_size() {
+        let mut session = session();
+        let mut out = Vec::new();
+        let progress = session.on_input(b"set k 0 0 100\r\nabc", &mut out, NO_LIMITS);
+        assert_eq!(progress, carry_on(0, 15 + 102));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn quit_and_garbage_close_the_connection() {
+        let mut session = session();
+        let mut out = Vec::new();
+        let progress = session.on_input(b"version\r\nquit\r\nversion\r\n", &mut out, NO_LIMITS);
+        assert_eq!(progress.next, Next::Close);
+        assert_eq!(progress.consumed, 15);
+        let progress = session.on_input(b"GET / HTTP/1.1\r\n", &mut out, NO_LIMITS);
+        assert_eq!(progress.next, Next::Close);
     }
 }
