@@ -85,10 +85,12 @@ trap stop_all EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Ports below Linux's ephemeral range (32768 and up), so no client connection's local
+# port can be holding the one a server is about to bind.
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % 12000))
         port_open "$port" || { echo "$port"; return; }
     done
 }
