@@ -15,8 +15,10 @@
 //! └──────────────────────────┴─────────┴───────┴─────────┴───────┴─────────────┴─────┴──────┘
 //! ```
 //!
-//! `time` is when the item was last stored or modified (memcached's `it->time`), which is
-//! what a delayed `flush_all` compares against. `links` and the accessed bit belong to the
+//! `time` is memcached's `it->time`: when the item was stored or modified, moved once more
+//! to the moment of its second fetch (see [`Slot::bump`]). A delayed `flush_all` compares
+//! against it, as memcached's does; since every access before the flush deadline is
+//! earlier than the deadline, moving it on access never saves an item from a flush. `links` and the accessed bit belong to the
 //! eviction policy (the LRU threads its list through them); a free slot reuses `links.next`
 //! for the free list.
 //!
@@ -67,6 +69,16 @@ const LIVE: u8 = 1;
 const FETCHED: u8 = 2;
 /// The eviction policy's mark: the item was used since the policy last looked at it.
 const ACCESSED: u8 = 4;
+/// Fetched again after its first fetch (memcached's `ITEM_ACTIVE`): that second fetch
+/// moved `time` to the moment of access, later ones leave it.
+const ACTIVE: u8 = 8;
+/// Invalidated: still served, but marked as needing a refresh (memcached's `ITEM_STALE`).
+const STALE: u8 = 16;
+/// One client was already told to refresh the item (memcached's `ITEM_TOKEN_SENT`).
+const TOKEN_SENT: u8 = 32;
+/// The key was given base64-encoded when the item was stored, so it is shown that way
+/// (memcached's `ITEM_KEY_BINARY`).
+const KEY_BINARY: u8 = 64;
 
 /// One arena entry: an item's metadata and its single key+value allocation.
 /// 48 bytes on 64-bit targets (asserted below).
@@ -166,9 +178,61 @@ impl Slot {
         self.bits & FETCHED != 0
     }
 
+    /// A fetch as memcached's segmented LRU records it (`do_item_bump`): the first fetch
+    /// marks the item fetched, the second marks it active and moves its access time to
+    /// `now`, and later fetches change nothing.
     #[inline]
-    pub fn mark_fetched(&mut self) {
-        self.bits |= FETCHED;
+    pub fn bump(&mut self, now: u32) {
+        if self.bits & ACTIVE != 0 {
+            return;
+        }
+        if self.bits & FETCHED == 0 {
+            self.bits |= FETCHED;
+        } else {
+            self.bits |= ACTIVE;
+            self.time = now;
+        }
+    }
+
+    #[inline]
+    pub fn is_stale(&self) -> bool {
+        self.bits & STALE != 0
+    }
+
+    #[inline]
+    pub fn token_sent(&self) -> bool {
+        self.bits & TOKEN_SENT != 0
+    }
+
+    #[inline]
+    pub fn key_is_binary(&self) -> bool {
+        self.bits & KEY_BINARY != 0
+    }
+
+    /// Marks the item stale; the next client to see it may refresh it.
+    #[inline]
+    pub fn mark_stale(&mut self) {
+        self.bits = (self.bits | STALE) & !TOKEN_SENT;
+    }
+
+    /// Records that a client was told to refresh the item.
+    #[inline]
+    pub fn mark_token_sent(&mut self) {
+        self.bits |= TOKEN_SENT;
+    }
+
+    /// Sets the markers an item keeps across a stale overwrite or that its store gave it.
+    #[inline]
+    pub fn set_markers(&mut self, markers: Markers) {
+        if markers.stale {
+            self.bits |= STALE;
+        }
+        if markers.token_sent {
+            self.bits |= TOKEN_SENT;
+        }
+        if markers.key_binary {
+            self.bits |= KEY_BINARY;
+        }
     }
 
     #[inline]
@@ -216,6 +280,14 @@ impl Slot {
     pub fn cost(&self) -> usize {
         item_cost(self.data.len())
     }
+}
+
+/// Per-item markers a store can set on the item it writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Markers {
+    pub stale: bool,
+    pub token_sent: bool,
+    pub key_binary: bool,
 }
 
 /// An item's metadata as written on store.
@@ -344,7 +416,7 @@ mod tests {
         assert_eq!(slot.key(), b"key");
         assert_eq!(slot.value(), b"value");
         assert_eq!(slot.data(), b"keyvalue");
-        slot.mark_fetched();
+        slot.bump(5);
         let old = slot.replace(item_data(b"key", b"v2"), ItemMeta { cas: 8, ..meta });
         assert_eq!(&*old, b"keyvalue");
         assert!(!slot.was_fetched());
@@ -352,5 +424,49 @@ mod tests {
         let data = slot.release(NIL);
         assert_eq!(&*data, b"keyv2");
         assert!(!slot.is_live());
+    }
+
+    #[test]
+    fn only_the_second_fetch_moves_the_access_time() {
+        let meta = ItemMeta {
+            cas: 1,
+            flags: 0,
+            exptime: 0,
+            time: 10,
+        };
+        let mut slot = Slot::item(item_data(b"k", b"v"), 1, meta);
+        slot.bump(12);
+        assert!(slot.was_fetched());
+        assert_eq!(slot.time, 10);
+        slot.bump(13);
+        assert_eq!(slot.time, 13);
+        slot.bump(20);
+        assert_eq!(slot.time, 13);
+    }
+
+    #[test]
+    fn stale_and_token_markers() {
+        let meta = ItemMeta {
+            cas: 1,
+            flags: 0,
+            exptime: 0,
+            time: 2,
+        };
+        let mut slot = Slot::item(item_data(b"k", b"v"), 1, meta);
+        assert!(!slot.is_stale() && !slot.token_sent() && !slot.key_is_binary());
+        slot.mark_token_sent();
+        slot.mark_stale();
+        // Invalidating hands the refresh to the next client again.
+        assert!(slot.is_stale() && !slot.token_sent());
+        slot.mark_token_sent();
+        assert!(slot.token_sent());
+        slot.replace(item_data(b"k", b"w"), meta);
+        assert!(!slot.is_stale() && !slot.token_sent());
+        slot.set_markers(Markers {
+            stale: true,
+            token_sent: false,
+            key_binary: true,
+        });
+        assert!(slot.is_stale() && !slot.token_sent() && slot.key_is_binary());
     }
 }

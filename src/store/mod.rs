@@ -66,7 +66,8 @@ use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 
 use budget::{Budget, Charge};
-use item::{item_data, memcached_item_size, MAX_KEY_LEN};
+use clock::RelTime;
+use item::{item_data, memcached_item_size, Slot, MAX_KEY_LEN};
 use shard::{Delta, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
@@ -143,6 +144,39 @@ pub enum StoreOutcome {
     NoMemory,
 }
 
+/// What a storage command may ask beyond its mode (the meta protocol's `ms` flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Append and prepend only: the item's CAS must be this; 0 checks nothing.
+    pub compare_cas: u64,
+    /// `Cas` mode: a CAS older than the item's is accepted too, and then stores the value
+    /// as stale, keeping the item's expiry and refresh marker (memcached's `ms I`).
+    pub stale_ok: bool,
+    /// The client gave the key base64-encoded; the item remembers it.
+    pub key_binary: bool,
+}
+
+/// What a meta delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Kept but marked stale, under a new CAS.
+    Invalidated,
+    /// The item's CAS was not the one given.
+    Exists,
+    NotFound,
+}
+
+/// Why a meta arithmetic command did not apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithError {
+    NotFound,
+    /// The item's CAS was not the one given.
+    Exists,
+    NonNumeric,
+    NoMemory,
+}
+
 /// Why an incr or decr did not apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeltaError {
@@ -160,6 +194,155 @@ pub struct ItemView<'a> {
     pub flags: u32,
     /// 0 when CAS is disabled.
     pub cas: u64,
+}
+
+/// A live item lent to a meta command while its stripe is locked: what memcached's meta
+/// commands can report about an item, and the few changes they make to it in passing.
+///
+/// Expiry changes go to a working copy that is written back when the command is done,
+/// so that a later flag of the same command sees them even where they are then dropped
+/// (an arithmetic result that outgrew its item replaced it; memcached shows the new
+/// expiry and then loses it with the old item).
+pub struct MetaEntry<'a> {
+    slot: &'a mut Slot,
+    now: RelTime,
+    cas_enabled: bool,
+    created: bool,
+    exptime: RelTime,
+    detached: bool,
+    skip_bump: bool,
+}
+
+/// The refresh markers a meta get reports, in memcached's terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refresh {
+    /// Another client was already told to refresh the item (`Z`).
+    pub already_sent: bool,
+    /// The item was invalidated (`X`).
+    pub stale: bool,
+    /// This client is the one to refresh it (`W`).
+    pub won: bool,
+}
+
+impl<'a> MetaEntry<'a> {
+    fn new(slot: &'a mut Slot, now: RelTime, cas_enabled: bool, created: bool) -> MetaEntry<'a> {
+        let exptime = slot.exptime;
+        MetaEntry {
+            slot,
+            now,
+            cas_enabled,
+            created,
+            exptime,
+            detached: false,
+            skip_bump: false,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        self.slot.key()
+    }
+
+    pub fn value(&self) -> &[u8] {
+        self.slot.value()
+    }
+
+    pub fn flags(&self) -> u32 {
+        self.slot.flags
+    }
+
+    /// 0 when CAS is disabled.
+    pub fn cas(&self) -> u64 {
+        if self.cas_enabled {
+            self.slot.cas
+        } else {
+            0
+        }
+    }
+
+    /// Seconds until the item expires, `None` if it never does. Counted on the store's
+    /// 32-bit clock as memcached counts it, so an expiry set in the past by this same
+    /// command wraps around.
+    pub fn ttl(&self) -> Option<u32> {
+        (self.exptime != 0).then(|| self.exptime.wrapping_sub(self.now))
+    }
+
+    /// Seconds since the item was stored or last counted as accessed (see `Slot::bump`).
+    pub fn idle(&self) -> u32 {
+        self.now.wrapping_sub(self.slot.time)
+    }
+
+    /// Whether the item had been fetched before this command.
+    pub fn was_fetched(&self) -> bool {
+        self.slot.was_fetched()
+    }
+
+    /// Whether this command created the item.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    pub fn key_is_binary(&self) -> bool {
+        self.slot.key_is_binary()
+    }
+
+    /// The size memcached gives this item (`ITEM_ntotal`).
+    pub fn memcached_size(&self) -> usize {
+        let key_len = self.slot.key().len();
+        memcached_item_size(
+            key_len,
+            self.slot.flags,
+            self.slot.value().len(),
+            self.cas_enabled,
+        )
+    }
+
+    pub fn set_expiry(&mut self, exptime: Expiry) {
+        self.exptime = exptime.rel_time();
+    }
+
+    /// Whether a client asking to refresh items with less than `threshold` to live should
+    /// refresh this one: it expires before then, nobody was told yet, and this command did
+    /// not just create it.
+    pub fn recache_due(&self, threshold: Expiry) -> bool {
+        !self.slot.token_sent()
+            && !self.created
+            && self.exptime != 0
+            && self.exptime < threshold.rel_time()
+    }
+
+    /// Settles who refreshes the item: `won` is what the command's own flags decided; a
+    /// stale item nobody was told about yet is won too. A win is recorded on the item.
+    pub fn settle_refresh(&mut self, won: bool) -> Refresh {
+        let already_sent = self.slot.token_sent();
+        let stale = self.slot.is_stale();
+        let won = won || (stale && !already_sent);
+        if won {
+            self.slot.mark_token_sent();
+        }
+        Refresh {
+            already_sent,
+            stale,
+            won,
+        }
+    }
+
+    /// The command failed part-way: leave the item unbumped.
+    pub fn skip_bump(&mut self) {
+        self.skip_bump = true;
+    }
+
+    /// Expiry changes from now on go nowhere.
+    fn detach(&mut self) {
+        self.detached = true;
+    }
+
+    /// Writes the expiry back; returns whether the item may be bumped.
+    fn finish(&mut self) -> bool {
+        if !self.detached {
+            self.slot.exptime = self.exptime;
+        }
+        !self.skip_bump
+    }
 }
 
 /// What every stripe needs from the store while it works.
@@ -297,12 +480,27 @@ impl Store {
         exptime: Expiry,
         value: &[u8],
     ) -> StoreOutcome {
+        self.store_with(mode, key, flags, exptime, value, StoreOptions::default())
+            .0
+    }
+
+    /// [`store`](Self::store) with the meta protocol's options; also returns the stored
+    /// item's CAS (0 when nothing was stored or CAS is off).
+    pub fn store_with(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: Expiry,
+        value: &[u8],
+        options: StoreOptions,
+    ) -> (StoreOutcome, u64) {
         if !self.item_fits(key.len(), flags, value.len()) {
             if mode == StoreMode::Set {
                 // memcached unlinks the old item so that a failed set leaves no stale data.
                 self.remove(key);
             }
-            return StoreOutcome::TooLarge;
+            return (StoreOutcome::TooLarge, 0);
         }
         let hash = self.shared.hash(key);
         let concatenating = matches!(mode, StoreMode::Append | StoreMode::Prepend);
@@ -314,19 +512,128 @@ impl Store {
             value,
             // Copy the value before taking the lock; append/prepend need the old item first.
             data: (!concatenating).then(|| item_data(key, value)),
+            options,
         };
         let outcome = self.with_room(hash, |shard, moment, prepaid| {
             shard.store(&self.shared, hash, &mut request, moment, prepaid)
         });
         match outcome {
-            Some(StoreOutcome::NoMemory) | None if mode == StoreMode::Set => {
+            Some((StoreOutcome::NoMemory, _)) | None if mode == StoreMode::Set => {
                 self.remove(key);
-                StoreOutcome::NoMemory
+                (StoreOutcome::NoMemory, 0)
             }
             Some(outcome) => outcome,
-            None if concatenating => StoreOutcome::NotStored,
-            None => StoreOutcome::NoMemory,
+            None if concatenating => (StoreOutcome::NotStored, 0),
+            None => (StoreOutcome::NoMemory, 0),
         }
+    }
+
+    /// A meta get (`mg`): looks the item up, or with `vivify` creates an empty one on a
+    /// miss, and lends it to `read`, which may change its expiry and settle who refreshes
+    /// it. Afterwards the item is bumped (as a get bumps it) when `bump` is set and `read`
+    /// did not call [`MetaEntry::skip_bump`]. `None` is a miss.
+    pub fn meta_get<R>(
+        &self,
+        key: &[u8],
+        vivify: bool,
+        bump: bool,
+        read: impl FnOnce(&mut MetaEntry<'_>) -> R,
+    ) -> Option<R> {
+        let hash = self.shared.hash(key);
+        let mut read = Some(read);
+        if !vivify {
+            let moment = self.moment();
+            let mut prepaid = Charge::ZERO;
+            let mut shard = self.stripe(hash).lock();
+            // Without vivify nothing is allocated, so this cannot come back short.
+            return shard
+                .meta_get(
+                    &self.shared,
+                    hash,
+                    key,
+                    &moment,
+                    &mut prepaid,
+                    false,
+                    bump,
+                    &mut read,
+                )
+                .unwrap_or(None);
+        }
+        self.with_room(hash, |shard, moment, prepaid| {
+            shard.meta_get(
+                &self.shared,
+                hash,
+                key,
+                moment,
+                prepaid,
+                true,
+                bump,
+                &mut read,
+            )
+        })
+        .flatten()
+    }
+
+    /// Looks at an item without bumping it or marking it fetched (`me`).
+    pub fn peek<R>(&self, key: &[u8], read: impl FnOnce(&MetaEntry<'_>) -> R) -> Option<R> {
+        self.meta_get(key, false, false, |entry| read(entry))
+    }
+
+    /// A meta delete (`md`): with `compare`, only if the item's CAS is that; with
+    /// `invalidate`, the item is kept, marked stale under a new CAS, and given the new
+    /// expiry if there is one.
+    pub fn meta_delete(
+        &self,
+        key: &[u8],
+        compare: Option<u64>,
+        invalidate: Option<Option<Expiry>>,
+    ) -> DeleteOutcome {
+        let hash = self.shared.hash(key);
+        let moment = self.moment();
+        self.stripe(hash)
+            .lock()
+            .meta_delete(&self.shared, hash, key, &moment, compare, invalidate)
+    }
+
+    /// Meta arithmetic (`ma`): incr or decr by `delta` if the item's CAS is `compare` (0
+    /// checks nothing); with `create`, a missing item is created holding that number.
+    /// `read` then sees the item and the new number (the created one's initial value).
+    pub fn meta_arith<R>(
+        &self,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        compare: u64,
+        create: Option<u64>,
+        read: impl FnOnce(&mut MetaEntry<'_>, u64) -> R,
+    ) -> Result<R, ArithError> {
+        let hash = self.shared.hash(key);
+        let delta = if incr {
+            Delta::Incr(delta)
+        } else {
+            Delta::Decr(delta)
+        };
+        let mut read = Some(read);
+        self.with_room(hash, |shard, moment, prepaid| {
+            let done = match shard.arith(
+                &self.shared,
+                hash,
+                key,
+                delta,
+                compare,
+                create,
+                moment,
+                prepaid,
+            )? {
+                Ok(done) => done,
+                Err(error) => return Ok(Err(error)),
+            };
+            let read = read
+                .take()
+                .expect("with_room stops after the first success");
+            Ok(Ok(shard.after_arith(&self.shared, moment, &done, read)))
+        })
+        .unwrap_or(Err(ArithError::NoMemory))
     }
 
     /// Deletes a live item; false if there was none.
@@ -351,16 +658,13 @@ impl Store {
     /// 2^64, decr stops at 0, and a shorter result is written in place padded with spaces.
     /// Returns the new value.
     pub fn incr_decr(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, DeltaError> {
-        let hash = self.shared.hash(key);
-        let delta = if incr {
-            Delta::Incr(delta)
-        } else {
-            Delta::Decr(delta)
-        };
-        self.with_room(hash, |shard, moment, prepaid| {
-            shard.incr_decr(&self.shared, hash, key, delta, moment, prepaid)
-        })
-        .unwrap_or(Err(DeltaError::NoMemory))
+        match self.meta_arith(key, incr, delta, 0, None, |_, value| value) {
+            Ok(value) => Ok(value),
+            Err(ArithError::NotFound) => Err(DeltaError::NotFound),
+            Err(ArithError::NonNumeric) => Err(DeltaError::NonNumeric),
+            Err(ArithError::NoMemory) => Err(DeltaError::NoMemory),
+            Err(ArithError::Exists) => unreachable!("no CAS was given to compare"),
+        }
     }
 
     /// `flush_all [delay]`: items stored before the moment become invisible from that moment.

@@ -14,9 +14,13 @@ use hashbrown::HashTable;
 use super::budget::{Charge, Shortage};
 use super::clock::{Expiry, RelTime};
 use super::eviction::{EvictionPolicy, Lru};
-use super::item::{item_cost, item_data, memcached_item_size, ItemMeta, Slot, SlotIndex, NIL};
+use super::item::{
+    item_cost, item_data, memcached_item_size, ItemMeta, Markers, Slot, SlotIndex, NIL,
+};
 use super::stats::ShardCounters;
-use super::{DeltaError, ItemView, Shared, StoreMode, StoreOutcome};
+use super::{
+    ArithError, DeleteOutcome, ItemView, MetaEntry, Shared, StoreMode, StoreOptions, StoreOutcome,
+};
 use crate::ascii::{format_u64, parse_u64, MAX_DIGITS};
 
 /// A stripe whose arena is at least this long is compacted once more than an eighth of it
@@ -74,6 +78,17 @@ pub struct StoreRequest<'a> {
     /// `key` followed by `value`, built before the lock was taken; used by every mode but
     /// append and prepend, and kept for the next attempt when one fails for want of room.
     pub data: Option<Box<[u8]>>,
+    pub options: StoreOptions,
+}
+
+/// What an incr or decr did, for the caller to look at the item afterwards.
+pub struct Arith {
+    pub index: SlotIndex,
+    pub value: u64,
+    pub created: bool,
+    /// The number outgrew the item, which was replaced by a new one; the caller's view is
+    /// of the item it replaced, whose expiry changes go nowhere (as in memcached).
+    pub replaced: bool,
 }
 
 /// An incr or decr: incr wraps at 2^64, decr stops at 0.
@@ -172,7 +187,7 @@ impl<P: EvictionPolicy> Shard<P> {
         if let Some(exptime) = touch {
             slot.exptime = exptime.rel_time();
         }
-        slot.mark_fetched();
+        slot.bump(moment.now);
         Some(read(ItemView {
             key: slot.key(),
             value: slot.value(),
@@ -195,8 +210,112 @@ impl<P: EvictionPolicy> Shard<P> {
         self.policy.on_access(&mut self.slots, index);
         let slot = &mut self.slots[index as usize];
         slot.exptime = exptime.rel_time();
-        slot.mark_fetched();
+        slot.bump(moment.now);
         true
+    }
+
+    /// A meta get: finds the item (or, with `vivify`, creates an empty one) and lets
+    /// `read` look at it and change its expiry and refresh markers; then bumps it unless
+    /// told not to. `read` runs at most once, on the attempt that succeeds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn meta_get<R>(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        moment: &Moment,
+        prepaid: &mut Charge,
+        vivify: bool,
+        bump: bool,
+        read: &mut Option<impl FnOnce(&mut MetaEntry<'_>) -> R>,
+    ) -> Result<Option<R>, Charge> {
+        let (index, created) = match self.lookup(shared, hash, key, moment, Lookup::Get) {
+            Some(index) => (index, false),
+            None if vivify => match self.create(shared, hash, key, b"", moment, prepaid)? {
+                Some(index) => (index, true),
+                None => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        let Some(read) = read.take() else {
+            return Ok(None);
+        };
+        let slot = &mut self.slots[index as usize];
+        let mut entry = MetaEntry::new(slot, moment.now, shared.cas_enabled, created);
+        let result = read(&mut entry);
+        let bump_allowed = entry.finish();
+        if bump && bump_allowed {
+            self.policy.on_access(&mut self.slots, index);
+            self.slots[index as usize].bump(moment.now);
+        }
+        Ok(Some(result))
+    }
+
+    /// Links a new item with flags 0 and no expiry (a meta command's auto-created item).
+    /// `Ok(None)` when it could never fit.
+    fn create(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        moment: &Moment,
+        prepaid: &mut Charge,
+    ) -> Result<Option<SlotIndex>, Charge> {
+        let cost = item_cost(key.len() + value.len());
+        let need = Charge {
+            bytes: cost,
+            entries: 1,
+        };
+        if !shared.budget.can_ever_fit(need) {
+            return Ok(None);
+        }
+        self.make_room_keeping(shared, moment, need, prepaid, None)?;
+        let meta = ItemMeta {
+            cas: shared.next_cas(),
+            flags: 0,
+            exptime: 0,
+            time: moment.now,
+        };
+        let slot = Slot::item(item_data(key, value), key.len(), meta);
+        let index = self.link(shared, hash, slot);
+        self.counters.total_items += 1;
+        Ok(Some(index))
+    }
+
+    /// A meta delete: removes the item, or with `invalidate` marks it stale under a new
+    /// CAS (and, given one, a new expiry). `compare` must match the item's CAS when given.
+    pub fn meta_delete(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        moment: &Moment,
+        compare: Option<u64>,
+        invalidate: Option<Option<Expiry>>,
+    ) -> DeleteOutcome {
+        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Get) else {
+            return DeleteOutcome::NotFound;
+        };
+        let slot = &mut self.slots[index as usize];
+        if compare.is_some_and(|cas| cas != visible_cas(shared, slot)) {
+            return DeleteOutcome::Exists;
+        }
+        match invalidate {
+            Some(exptime) => {
+                if let Some(exptime) = exptime {
+                    slot.exptime = exptime.rel_time();
+                }
+                slot.mark_stale();
+                slot.cas = shared.next_cas();
+                DeleteOutcome::Invalidated
+            }
+            None => {
+                self.unlink(shared, hash, index);
+                self.maybe_compact(shared);
+                DeleteOutcome::Deleted
+            }
+        }
     }
 
     pub fn delete(&mut self, shared: &Shared, hash: u64, key: &[u8], moment: &Moment) -> bool {
@@ -216,6 +335,8 @@ impl<P: EvictionPolicy> Shard<P> {
         }
     }
 
+    /// Runs a storage command; on success also returns the new item's CAS (0 when CAS is
+    /// off).
     pub fn store(
         &mut self,
         shared: &Shared,
@@ -223,38 +344,52 @@ impl<P: EvictionPolicy> Shard<P> {
         request: &mut StoreRequest<'_>,
         moment: &Moment,
         prepaid: &mut Charge,
-    ) -> Result<StoreOutcome, Charge> {
+    ) -> Result<(StoreOutcome, u64), Charge> {
         let key = request.key;
         let existing = self.lookup(shared, hash, key, moment, Lookup::Other);
         match (request.mode, existing) {
             (StoreMode::Add, Some(index)) => {
                 // memcached bumps the item an add failed against.
                 self.policy.on_access(&mut self.slots, index);
-                return Ok(StoreOutcome::NotStored);
+                self.slots[index as usize].time = moment.now;
+                return Ok((StoreOutcome::NotStored, 0));
             }
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
-                return Ok(StoreOutcome::NotStored);
+                return Ok((StoreOutcome::NotStored, 0));
             }
-            (StoreMode::Cas(_), None) => return Ok(StoreOutcome::NotFound),
-            (StoreMode::Cas(expected), Some(index))
-                if !shared.cas_enabled
-                    || expected == 0
-                    || self.slots[index as usize].cas != expected =>
-            {
-                return Ok(StoreOutcome::Exists);
+            (StoreMode::Cas(_), None) => return Ok((StoreOutcome::NotFound, 0)),
+            (StoreMode::Cas(expected), Some(index)) => {
+                // memcached: 0 never matches; with `stale_ok` an older CAS is let through
+                // (and stores a stale item, below).
+                let current = visible_cas(shared, &self.slots[index as usize]);
+                let matches = expected != 0 && expected == current;
+                let older = expected != 0 && request.options.stale_ok && expected < current;
+                if !matches && !older {
+                    return Ok((StoreOutcome::Exists, 0));
+                }
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(index)) => {
+                let expected = request.options.compare_cas;
+                if expected != 0 && expected != visible_cas(shared, &self.slots[index as usize]) {
+                    return Ok((StoreOutcome::Exists, 0));
+                }
             }
             _ => {}
         }
+        let mut markers = Markers {
+            key_binary: request.options.key_binary && !concatenating(request.mode),
+            ..Markers::default()
+        };
 
-        let concatenating = matches!(request.mode, StoreMode::Append | StoreMode::Prepend);
-        let (data_len, flags, exptime) = match existing {
+        let concatenating = concatenating(request.mode);
+        let (data_len, flags, mut exptime) = match existing {
             Some(index) if concatenating => {
                 // Append and prepend keep the item's flags and expiry.
                 let old = &self.slots[index as usize];
                 let value_len = old.value().len() + request.value.len();
                 let size = memcached_item_size(key.len(), old.flags, value_len, shared.cas_enabled);
                 if size > shared.max_item_size {
-                    return Ok(StoreOutcome::NotStored);
+                    return Ok((StoreOutcome::NotStored, 0));
                 }
                 (key.len() + value_len, old.flags, old.exptime)
             }
@@ -264,6 +399,16 @@ impl<P: EvictionPolicy> Shard<P> {
                 request.exptime.rel_time(),
             ),
         };
+        if let (StoreMode::Cas(expected), Some(index)) = (request.mode, existing) {
+            let old = &self.slots[index as usize];
+            if expected < visible_cas(shared, old) {
+                // An older version written back over an invalidated item: stored, but
+                // stale, keeping the item's expiry and refresh marker.
+                exptime = old.exptime;
+                markers.stale = true;
+                markers.token_sent = old.token_sent();
+            }
+        }
 
         let new_cost = item_cost(data_len);
         let old_cost = existing.map_or(0, |index| self.slots[index as usize].cost());
@@ -281,17 +426,18 @@ impl<P: EvictionPolicy> Shard<P> {
             bytes: new_cost,
             entries: 1,
         }) {
-            return Ok(no_room);
+            return Ok((no_room, 0));
         }
         self.make_room_keeping(shared, moment, need, prepaid, existing)?;
 
+        let cas = shared.next_cas();
         let meta = ItemMeta {
-            cas: shared.next_cas(),
+            cas,
             flags,
             exptime,
             time: moment.now,
         };
-        match existing {
+        let index = match existing {
             Some(index) => {
                 let slot = &self.slots[index as usize];
                 let data = match request.mode {
@@ -310,35 +456,68 @@ impl<P: EvictionPolicy> Shard<P> {
                         entries: 0,
                     });
                 }
+                index
             }
             None => {
                 let data = request
                     .data
                     .take()
                     .unwrap_or_else(|| item_data(key, request.value));
-                self.link(shared, hash, Slot::item(data, key.len(), meta));
+                self.link(shared, hash, Slot::item(data, key.len(), meta))
             }
-        }
+        };
+        self.slots[index as usize].set_markers(markers);
         self.counters.total_items += 1;
         // Making room may have emptied much of the arena.
         self.maybe_compact(shared);
-        Ok(StoreOutcome::Stored)
+        let cas = if shared.cas_enabled { cas } else { 0 };
+        Ok((StoreOutcome::Stored, cas))
     }
 
-    pub fn incr_decr(
+    /// incr/decr and meta arithmetic. `compare` (0 = none) must match the item's CAS;
+    /// with `create`, a missing item is created holding that number (and left unchanged).
+    /// A result no longer than the old value is written in place, padded with spaces;
+    /// a longer one replaces the item, keeping its flags and expiry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn arith(
         &mut self,
         shared: &Shared,
         hash: u64,
         key: &[u8],
         delta: Delta,
+        compare: u64,
+        create: Option<u64>,
         moment: &Moment,
         prepaid: &mut Charge,
-    ) -> Result<Result<u64, DeltaError>, Charge> {
-        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
-            return Ok(Err(DeltaError::NotFound));
+    ) -> Result<Result<Arith, ArithError>, Charge> {
+        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Get) else {
+            let Some(initial) = create else {
+                return Ok(Err(ArithError::NotFound));
+            };
+            let mut buf = [0; MAX_DIGITS];
+            let digits = format_u64(initial, &mut buf);
+            return Ok(
+                match self.create(shared, hash, key, digits, moment, prepaid)? {
+                    Some(index) => Ok(Arith {
+                        index,
+                        value: initial,
+                        created: true,
+                        replaced: false,
+                    }),
+                    None => Err(ArithError::NoMemory),
+                },
+            );
         };
-        let Some(current) = parse_u64(self.slots[index as usize].value()) else {
-            return Ok(Err(DeltaError::NonNumeric));
+        let slot = &self.slots[index as usize];
+        // memcached's order: an empty value, then the CAS, then the number.
+        if slot.value().is_empty() {
+            return Ok(Err(ArithError::NonNumeric));
+        }
+        if compare != 0 && compare != visible_cas(shared, slot) {
+            return Ok(Err(ArithError::Exists));
+        }
+        let Some(current) = parse_u64(slot.value()) else {
+            return Ok(Err(ArithError::NonNumeric));
         };
         let updated = match delta {
             Delta::Incr(amount) => current.wrapping_add(amount),
@@ -347,7 +526,6 @@ impl<P: EvictionPolicy> Shard<P> {
         let mut buf = [0; MAX_DIGITS];
         let digits = format_u64(updated, &mut buf);
 
-        let slot = &self.slots[index as usize];
         if digits.len() <= slot.value().len() {
             // Like memcached: rewrite in place and pad with spaces, keeping the length.
             self.policy.on_access(&mut self.slots, index);
@@ -357,7 +535,12 @@ impl<P: EvictionPolicy> Shard<P> {
             value[digits.len()..].fill(b' ');
             slot.cas = shared.next_cas();
             slot.time = moment.now;
-            return Ok(Ok(updated));
+            return Ok(Ok(Arith {
+                index,
+                value: updated,
+                created: false,
+                replaced: false,
+            }));
         }
 
         // The number grew longer than the item: replace it, keeping flags and expiry.
@@ -378,8 +561,32 @@ impl<P: EvictionPolicy> Shard<P> {
         drop(slot.replace(item_data(key, digits), meta));
         self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
         self.counters.total_items += 1;
+        // No compaction here: the caller still holds the slot index.
+        Ok(Ok(Arith {
+            index,
+            value: updated,
+            created: false,
+            replaced: true,
+        }))
+    }
+
+    /// Lets `read` see the item an [`arith`](Self::arith) left at `index`.
+    pub fn after_arith<R>(
+        &mut self,
+        shared: &Shared,
+        moment: &Moment,
+        done: &Arith,
+        read: impl FnOnce(&mut MetaEntry<'_>, u64) -> R,
+    ) -> R {
+        let slot = &mut self.slots[done.index as usize];
+        let mut entry = MetaEntry::new(slot, moment.now, shared.cas_enabled, done.created);
+        if done.replaced {
+            entry.detach();
+        }
+        let result = read(&mut entry, done.value);
+        entry.finish();
         self.maybe_compact(shared);
-        Ok(Ok(updated))
+        result
     }
 
     /// Reserves `need` (using `prepaid` first), evicting from this stripe as required, but
@@ -604,6 +811,20 @@ impl<P: EvictionPolicy> Shard<P> {
         self.free_head = NIL;
         true
     }
+}
+
+/// The CAS a client sees: 0 when CAS is off.
+#[inline]
+fn visible_cas(shared: &Shared, slot: &Slot) -> u64 {
+    if shared.cas_enabled {
+        slot.cas
+    } else {
+        0
+    }
+}
+
+fn concatenating(mode: StoreMode) -> bool {
+    matches!(mode, StoreMode::Append | StoreMode::Prepend)
 }
 
 /// One allocation holding `parts` back to back.

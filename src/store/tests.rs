@@ -837,3 +837,284 @@ fn auto_stripes_are_a_power_of_two_in_range() {
     assert_eq!(stripe_count(1 << 20), MAX_STRIPES);
     assert_eq!(small_store().stats().curr_stripes, 4);
 }
+
+// ---------------------------------------------------------------------------------------
+// Meta protocol operations
+
+/// (created, fetched before, ttl, refresh) as a meta get that settles nothing of its own sees it.
+fn meta_look(
+    store: &Store,
+    key: &[u8],
+    vivify: bool,
+) -> Option<(bool, bool, Option<u32>, Refresh)> {
+    store.meta_get(key, vivify, true, |entry| {
+        let refresh = entry.settle_refresh(false);
+        (entry.created(), entry.was_fetched(), entry.ttl(), refresh)
+    })
+}
+
+#[test]
+fn meta_get_vivifies_an_empty_item_once() {
+    let store = small_store();
+    assert_eq!(meta_look(&store, b"v", false), None);
+    let won = store.meta_get(b"v", true, true, |entry| {
+        assert!(entry.created());
+        assert_eq!(entry.value(), b"");
+        assert_eq!((entry.flags(), entry.ttl()), (0, None));
+        entry.set_expiry(Expiry::from_memcached(30));
+        entry.settle_refresh(entry.created())
+    });
+    assert_eq!(
+        won,
+        Some(Refresh {
+            already_sent: false,
+            stale: false,
+            won: true
+        })
+    );
+    // The creator's fetch counts: the next one sees a fetched item whose token went out.
+    let (created, fetched, ttl, refresh) = meta_look(&store, b"v", true).unwrap();
+    assert!(!created && fetched);
+    assert_eq!(ttl, Some(30));
+    assert!(refresh.already_sent && !refresh.won);
+    assert_eq!(store.stats().curr_items, 1);
+}
+
+#[test]
+fn meta_get_without_bump_leaves_the_item_unfetched() {
+    let store = small_store();
+    set(&store, b"k", b"v");
+    assert_eq!(
+        store.meta_get(b"k", false, false, |e| e.was_fetched()),
+        Some(false)
+    );
+    assert_eq!(store.peek(b"k", |e| e.was_fetched()), Some(false));
+    store.meta_get(b"k", false, true, |entry| entry.skip_bump());
+    assert_eq!(store.peek(b"k", |e| e.was_fetched()), Some(false));
+    store.meta_get(b"k", false, true, |_| ());
+    assert_eq!(store.peek(b"k", |e| e.was_fetched()), Some(true));
+}
+
+#[test]
+fn meta_get_expiry_changes_are_kept_and_idle_time_follows_the_second_fetch() {
+    let store = small_store();
+    set(&store, b"k", b"v");
+    store.advance_clock_for_test(5);
+    let ttl = store.meta_get(b"k", false, true, |entry| {
+        assert_eq!(entry.idle(), 5);
+        entry.set_expiry(Expiry::from_memcached(100));
+        entry.ttl()
+    });
+    assert_eq!(ttl, Some(Some(100)));
+    store.advance_clock_for_test(2);
+    assert_eq!(
+        store.peek(b"k", |e| (e.ttl(), e.idle())),
+        Some((Some(98), 7))
+    );
+    // The second fetch moves the access time; later ones do not.
+    store.meta_get(b"k", false, true, |_| ());
+    store.advance_clock_for_test(3);
+    assert_eq!(store.peek(b"k", |e| e.idle()), Some(3));
+    store.meta_get(b"k", false, true, |_| ());
+    assert_eq!(store.peek(b"k", |e| e.idle()), Some(3));
+}
+
+#[test]
+fn recache_is_due_only_below_the_threshold_and_once() {
+    let store = small_store();
+    store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(20), b"v");
+    let due = |threshold: i64| {
+        store
+            .meta_get(b"k", false, true, |entry| {
+                let due = entry.recache_due(Expiry::from_memcached(threshold));
+                entry.settle_refresh(due)
+            })
+            .unwrap()
+    };
+    assert!(!due(10).won);
+    let first = due(30);
+    assert!(first.won && !first.already_sent);
+    let second = due(30);
+    assert!(!second.won && second.already_sent);
+    // Items that never expire are never due.
+    set(&store, b"k", b"v");
+    assert!(!due(30).won);
+}
+
+#[test]
+fn meta_delete_compares_cas_and_invalidates() {
+    let store = small_store();
+    assert_eq!(store.meta_delete(b"k", None, None), DeleteOutcome::NotFound);
+    set(&store, b"k", b"v");
+    let cas = cas_of(&store, b"k");
+    assert_eq!(
+        store.meta_delete(b"k", Some(cas + 1), None),
+        DeleteOutcome::Exists
+    );
+    assert_eq!(
+        store.meta_delete(b"k", Some(0), None),
+        DeleteOutcome::Exists
+    );
+    let ttl = Some(Expiry::from_memcached(30));
+    assert_eq!(
+        store.meta_delete(b"k", Some(cas), Some(ttl)),
+        DeleteOutcome::Invalidated
+    );
+    let new_cas = cas_of(&store, b"k");
+    assert!(new_cas > cas);
+    assert_eq!(try_value(&store, b"k").as_deref(), Some(&b"v"[..]));
+    // Stale: the first client to look wins the refresh, the next one is told it went out.
+    let first = meta_look(&store, b"k", false).unwrap();
+    assert_eq!(first.2, Some(30));
+    assert!(first.3.stale && first.3.won);
+    let second = meta_look(&store, b"k", false).unwrap().3;
+    assert!(second.stale && second.already_sent && !second.won);
+    // Invalidating again hands the refresh out again, and keeps the expiry without T.
+    assert_eq!(
+        store.meta_delete(b"k", None, Some(None)),
+        DeleteOutcome::Invalidated
+    );
+    let third = meta_look(&store, b"k", false).unwrap();
+    assert_eq!(third.2, Some(30));
+    assert!(third.3.won);
+    assert_eq!(store.meta_delete(b"k", None, None), DeleteOutcome::Deleted);
+    assert_eq!(try_value(&store, b"k"), None);
+}
+
+#[test]
+fn an_older_cas_may_overwrite_a_stale_item_and_keeps_it_stale() {
+    let store = small_store();
+    store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(50), b"v1");
+    let old_cas = cas_of(&store, b"k");
+    store.meta_delete(b"k", None, Some(None));
+    meta_look(&store, b"k", false);
+    let stale_ok = StoreOptions {
+        stale_ok: true,
+        ..StoreOptions::default()
+    };
+    let ttl = Expiry::from_memcached(999);
+    let mode = StoreMode::Cas(old_cas);
+    // Without the option the old CAS does not match.
+    let plain = store.store_with(mode, b"k", 0, ttl, b"v2", StoreOptions::default());
+    assert_eq!(plain, (StoreOutcome::Exists, 0));
+    let (outcome, cas) = store.store_with(mode, b"k", 0, ttl, b"v2", stale_ok);
+    assert_eq!(outcome, StoreOutcome::Stored);
+    assert_eq!(cas, cas_of(&store, b"k"));
+    let (_, _, ttl_left, refresh) = meta_look(&store, b"k", false).unwrap();
+    assert_eq!(ttl_left, Some(50), "the stale item keeps its expiry");
+    assert!(refresh.stale && refresh.already_sent && !refresh.won);
+    // A newer CAS than the item's never matches.
+    let newer = StoreMode::Cas(cas + 10);
+    assert_eq!(
+        store.store_with(newer, b"k", 0, ttl, b"x", stale_ok).0,
+        StoreOutcome::Exists
+    );
+    // The matching CAS stores a fresh item.
+    assert_eq!(
+        store
+            .store_with(StoreMode::Cas(cas), b"k", 0, ttl, b"v3", stale_ok)
+            .0,
+        StoreOutcome::Stored
+    );
+    assert!(!meta_look(&store, b"k", false).unwrap().3.stale);
+}
+
+#[test]
+fn append_and_prepend_compare_cas_and_remember_binary_keys() {
+    let store = small_store();
+    let binary = StoreOptions {
+        key_binary: true,
+        ..StoreOptions::default()
+    };
+    let (outcome, cas) = store.store_with(StoreMode::Set, b"k", 3, Expiry::NEVER, b"mid", binary);
+    assert_eq!(outcome, StoreOutcome::Stored);
+    assert_eq!(
+        store.peek(b"k", |e| (e.key_is_binary(), e.cas())),
+        Some((true, cas))
+    );
+    let wrong = StoreOptions {
+        compare_cas: cas + 1,
+        ..StoreOptions::default()
+    };
+    assert_eq!(
+        store
+            .store_with(StoreMode::Append, b"k", 0, Expiry::NEVER, b"!", wrong)
+            .0,
+        StoreOutcome::Exists
+    );
+    let right = StoreOptions {
+        compare_cas: cas,
+        ..binary
+    };
+    assert_eq!(
+        store
+            .store_with(StoreMode::Prepend, b"k", 0, Expiry::NEVER, b"<", right)
+            .0,
+        StoreOutcome::Stored
+    );
+    // memcached's appended item is a new one without the binary-key mark.
+    assert_eq!(
+        store.peek(b"k", |e| (e.value().to_vec(), e.flags(), e.key_is_binary())),
+        Some((b"<mid".to_vec(), 3, false))
+    );
+    assert_eq!(
+        store
+            .store_with(StoreMode::Append, b"none", 0, Expiry::NEVER, b"!", right)
+            .0,
+        StoreOutcome::NotStored
+    );
+}
+
+#[test]
+fn meta_arith_compares_creates_and_reports() {
+    let store = small_store();
+    let incr = |key: &[u8], compare: u64, create: Option<u64>| {
+        store.meta_arith(key, true, 5, compare, create, |entry, value| {
+            (value, entry.created(), entry.cas())
+        })
+    };
+    assert_eq!(incr(b"n", 0, None), Err(ArithError::NotFound));
+    let (value, created, cas) = incr(b"n", 0, Some(40)).unwrap();
+    assert_eq!((value, created), (40, true));
+    assert_eq!(try_value(&store, b"n").as_deref(), Some(&b"40"[..]));
+    assert_eq!(incr(b"n", cas + 1, None), Err(ArithError::Exists));
+    let (value, created, new_cas) = incr(b"n", cas, None).unwrap();
+    assert_eq!((value, created), (45, false));
+    assert!(new_cas > cas);
+    set(&store, b"empty", b"");
+    assert_eq!(
+        incr(b"empty", 1, None),
+        Err(ArithError::NonNumeric),
+        "empty before CAS"
+    );
+    set(&store, b"word", b"abc");
+    assert_eq!(
+        incr(b"word", 1, None),
+        Err(ArithError::Exists),
+        "CAS before the number"
+    );
+    assert_eq!(
+        store.meta_arith(b"n", false, 100, 0, None, |_, value| value),
+        Ok(0)
+    );
+}
+
+#[test]
+fn meta_arith_expiry_change_is_lost_when_the_number_outgrows_its_item() {
+    let store = small_store();
+    set(&store, b"in_place", b"10");
+    set(&store, b"grows", b"99");
+    let set_ttl = |key: &[u8]| {
+        store.meta_arith(key, true, 1, 0, None, |entry, _| {
+            entry.set_expiry(Expiry::from_memcached(100));
+            entry.ttl()
+        })
+    };
+    assert_eq!(set_ttl(b"in_place"), Ok(Some(100)));
+    assert_eq!(set_ttl(b"grows"), Ok(Some(100)));
+    assert_eq!(store.peek(b"in_place", |e| e.ttl()), Some(Some(100)));
+    assert_eq!(
+        store.peek(b"grows", |e| (e.ttl(), e.value().to_vec())),
+        Some((None, b"100".to_vec()))
+    );
+}
