@@ -14,6 +14,7 @@
 //! `noreply` was already seen (memcached suppresses most of its error replies
 //! for `noreply` requests, but not `ERROR` for an unknown or short command).
 
+use super::meta;
 use crate::ascii::{parse_i32, parse_u32, parse_u64};
 
 /// Longest key memcached accepts.
@@ -165,6 +166,8 @@ pub enum Command<'a> {
     Version,
     Quit,
     Shutdown(ShutdownMode),
+    /// `mg`, `ms`, `md`, `ma`, `mn`, `me` (and any other `m?`, which is an error).
+    Meta(meta::Request<'a>),
     /// memcached's reply to a malformed line.
     Error {
         reply: &'static str,
@@ -199,7 +202,7 @@ impl<'a> Iterator for Keys<'a> {
 
 /// A line split into tokens the way memcached's `tokenize_command` splits it:
 /// on single spaces, at most [`MAX_TOKENS`] of them, the remainder kept.
-struct Tokens<'a> {
+pub(super) struct Tokens<'a> {
     line: &'a [u8],
     /// Start and end of each token within `line`.
     spans: [(u32, u32); MAX_TOKENS],
@@ -210,7 +213,7 @@ struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
-    fn split(line: &'a [u8]) -> Tokens<'a> {
+    pub(super) fn split(line: &'a [u8]) -> Tokens<'a> {
         let mut tokens = Tokens {
             line,
             spans: [(0, 0); MAX_TOKENS],
@@ -236,17 +239,17 @@ impl<'a> Tokens<'a> {
     }
 
     /// memcached's token count: the tokens plus its terminal token.
-    fn ntokens(&self) -> usize {
+    pub(super) fn ntokens(&self) -> usize {
         self.count + 1
     }
 
-    fn get(&self, i: usize) -> &'a [u8] {
+    pub(super) fn get(&self, i: usize) -> &'a [u8] {
         let (start, end) = self.spans[i];
         &self.line[start as usize..end as usize]
     }
 
     /// The line from token `i` to its end, untokenized rest included.
-    fn tail(&self, i: usize) -> &'a [u8] {
+    pub(super) fn tail(&self, i: usize) -> &'a [u8] {
         if i < self.count {
             &self.line[self.spans[i].0 as usize..]
         } else {
@@ -312,6 +315,10 @@ fn parse_line(line: &[u8]) -> Option<Command<'_>> {
         return Some(error(ERROR));
     }
     let name = tokens.get(0);
+    // memcached looks for a meta command before any other.
+    if name.len() == 2 && name[0] == b'm' {
+        return Some(Command::Meta(meta::parse(&tokens)));
+    }
     let command = match name {
         b"get" | b"bget" => parse_get(&tokens, GetKind::Get),
         b"gets" => parse_get(&tokens, GetKind::Gets),

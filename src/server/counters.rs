@@ -39,6 +39,7 @@ counters!(
     cmd_set,
     cmd_flush,
     cmd_touch,
+    meta_cmds,
     get_hits,
     get_misses,
     delete_hits,

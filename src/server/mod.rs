@@ -6,6 +6,7 @@
 //! (enabled with `-A`) stops the reactor.
 
 mod counters;
+mod meta;
 mod session;
 mod stats;
 

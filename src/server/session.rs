@@ -6,6 +6,7 @@
 //! copied exactly once on its way into the store and once on its way out.
 
 use super::counters::{bump, WorkerCounters};
+use super::meta::{self, MetaStep};
 use super::stats;
 use super::ServerContext;
 use crate::protocol::reply;
@@ -88,6 +89,19 @@ impl Session for TextSession {
                         None => {
                             let wanted = line_len + DataBlock::wire_len(header.value_len);
                             return carry_on(pos, wanted);
+                        }
+                    }
+                }
+                Command::Meta(request) => {
+                    let body = &rest[line_len..];
+                    let counters = &self.ctx.counters[self.worker];
+                    match meta::run(&self.ctx, counters, request, body, out) {
+                        MetaStep::Done { used } => pos += line_len + used,
+                        MetaStep::NeedData { wanted } => return carry_on(pos, line_len + wanted),
+                        MetaStep::Swallow { bytes, reply } => {
+                            pos += line_len;
+                            self.swallow = bytes;
+                            self.after_swallow = Some(reply);
                         }
                     }
                 }
@@ -203,7 +217,9 @@ impl TextSession {
                 exptime,
                 keys,
             } => self.get(kind, exptime, keys, out),
-            Command::Store(_) => unreachable!("storage commands carry a data block"),
+            Command::Store(_) | Command::Meta(_) => {
+                unreachable!("storage and meta commands are dispatched with their data")
+            }
             Command::Delete { key, noreply } => {
                 let line = if ctx.store.delete(key) {
                     bump(&counters.delete_hits);

@@ -79,7 +79,7 @@ fn general(ctx: &ServerContext, out: &mut Vec<u8>) {
     stat(out, "cmd_set", c.cmd_set);
     stat(out, "cmd_flush", c.cmd_flush);
     stat(out, "cmd_touch", c.cmd_touch);
-    stat(out, "cmd_meta", 0);
+    stat(out, "cmd_meta", c.meta_cmds);
     stat(out, "get_hits", c.get_hits);
     stat(out, "get_misses", c.get_misses);
     stat(out, "get_expired", s.get_expired);
