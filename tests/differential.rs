@@ -48,7 +48,9 @@
 //!
 //! Normalisation, for what cannot match between two servers: a `VERSION x` line becomes
 //! `VERSION`; the CAS value of a `VALUE` line becomes `#1`, `#2`… in order of first
-//! appearance within the script; `STAT` lines are dropped (the `stats` replies are checked
+//! appearance within the script, and so do the CAS values a meta reply returns (its
+//! `c<digits>` flags, and `cas=<digits>` in an `ME` line: `c#1`, `cas=#1`; `c0` stays),
+//! numbered together with those of `VALUE` lines; `STAT` lines are dropped (the `stats` replies are checked
 //! for form and for counter movement by `stats_replies_are_well_formed`); a connection
 //! reset counts as a close.
 
@@ -328,16 +330,48 @@ fn load_corpus() -> Vec<Script> {
 // ---------------------------------------------------------------------------------------
 // Replies
 
-/// Length of the data block announced by a `VALUE key flags bytes [cas]` line.
+/// Length of the data block announced by a `VALUE key flags bytes [cas]` line or a meta
+/// `VA bytes [flags]` line.
 fn value_block_len(line: &[u8]) -> Option<usize> {
     let line = line.strip_suffix(b"\n")?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut tokens = line.split(|&b| b == b' ');
-    if tokens.next()? != b"VALUE" {
-        return None;
-    }
-    let bytes = tokens.nth(2)?;
+    let bytes = match tokens.next()? {
+        b"VALUE" => tokens.nth(2)?,
+        b"VA" => tokens.next()?,
+        _ => return None,
+    };
     std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// The reply codes of meta commands whose flags may carry a CAS.
+const META_CODES: &[&[u8]] = &[b"HD", b"VA", b"EN", b"NF", b"NS", b"EX"];
+
+/// A meta reply line with each CAS it returns (`c<digits>`, or `cas=<digits>` in an `ME`
+/// line) replaced by its name; `None` for any other line.
+fn normalise_meta_line(body: &[u8], cas_names: &mut CasNames) -> Option<Vec<u8>> {
+    let tokens: Vec<&[u8]> = body.split(|&b| b == b' ').collect();
+    let is_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let prefix: &[u8] = match tokens[0] {
+        code if META_CODES.contains(&code) => b"c",
+        b"ME" => b"cas=",
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(body.len());
+    for (i, token) in tokens.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        match token.strip_prefix(prefix) {
+            // 0 is what a meta reply returns for "no CAS": kept as it is.
+            Some(cas) if i > 0 && is_digits(cas) && cas != b"0" => {
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(cas_names.name(cas).as_bytes());
+            }
+            _ => out.extend_from_slice(token),
+        }
+    }
+    Some(out)
 }
 
 /// One unit of a reply: a protocol line, or a line with its data block.
@@ -408,6 +442,12 @@ fn normalise(reply: &[u8], cas_names: &mut CasNames) -> Vec<u8> {
         if unit.is_version && body.starts_with(b"VERSION ") {
             out.extend_from_slice(b"VERSION");
             out.extend_from_slice(ending);
+            continue;
+        }
+        if let Some(meta) = normalise_meta_line(body, cas_names) {
+            out.extend_from_slice(&meta);
+            out.extend_from_slice(ending);
+            out.extend_from_slice(rest);
             continue;
         }
         let tokens: Vec<&[u8]> = body.split(|&b| b == b' ').collect();

@@ -438,7 +438,7 @@ fn debug(ctx: &ServerContext, key: Key<'_>, out: &mut Vec<u8>) {
         // memcached prints the expiry as now minus it: negative while it lies ahead.
         let exp = entry.ttl().map_or(-1, |ttl| 0u32.wrapping_sub(ttl) as i32);
         let size = entry.memcached_size();
-        let class = slab_class(size, entry.key().len(), entry.flags(), item_size_max);
+        let class = slab_class(size, item_size_max);
         let fetch = if entry.was_fetched() { "yes" } else { "no" };
         // Writing into a Vec cannot fail.
         let _ = write!(
@@ -456,19 +456,12 @@ fn debug(ctx: &ServerContext, key: Key<'_>, out: &mut Vec<u8>) {
 /// memcached's largest slab chunk (`slab_chunk_size_max`, half its 1 MB slab page).
 const SLAB_CHUNK_MAX: usize = 512 * 1024;
 
-/// The slab class memcached, with its default slab settings (`-n 48 -f 1.25`), stores an
-/// item of `size` bytes in. Items larger than a chunk are chained, and their class is
-/// that of their header.
-fn slab_class(size: usize, key_len: usize, flags: u32, item_size_max: usize) -> u32 {
+/// The slab class memcached, with its default slab settings (`-n 48 -f 1.25`), gives an
+/// item of `size` bytes. An item larger than the largest chunk is chained from several,
+/// and is still labelled with the largest class.
+fn slab_class(size: usize, item_size_max: usize) -> u32 {
     const ITEM_HEADER: usize = 48;
-    const CHUNK_HEADER: usize = 48;
     const MAX_CLASSES: u32 = 63;
-    let size = if size > SLAB_CHUNK_MAX {
-        let suffix = if flags == 0 { 0 } else { 4 };
-        (key_len + 1 + suffix + ITEM_HEADER + CHUNK_HEADER + 8).next_multiple_of(8)
-    } else {
-        size
-    };
     if size == 0 || size > item_size_max {
         return 0;
     }
@@ -496,15 +489,16 @@ mod tests {
     fn slab_classes_match_memcached_defaults() {
         // From `memcached -vv`: class 1 holds 96 bytes, 2 120, 3 152, 39 524288.
         let max = 1024 * 1024;
-        assert_eq!(slab_class(61, 1, 0, max), 1);
-        assert_eq!(slab_class(96, 1, 0, max), 1);
-        assert_eq!(slab_class(97, 1, 0, max), 2);
-        assert_eq!(slab_class(152, 1, 0, max), 3);
-        assert_eq!(slab_class(153, 1, 0, max), 4);
-        assert_eq!(slab_class(394_840, 1, 0, max), 38);
-        assert_eq!(slab_class(394_841, 1, 0, max), 39);
-        assert_eq!(slab_class(524_288, 1, 0, max), 39);
-        // A chained item's header: 1 + 1 + 48 + 48 + 8 = 106 -> class 2.
-        assert_eq!(slab_class(524_289, 1, 0, max), 2);
+        assert_eq!(slab_class(61, max), 1);
+        assert_eq!(slab_class(96, max), 1);
+        assert_eq!(slab_class(97, max), 2);
+        assert_eq!(slab_class(152, max), 3);
+        assert_eq!(slab_class(153, max), 4);
+        assert_eq!(slab_class(394_840, max), 38);
+        assert_eq!(slab_class(394_841, max), 39);
+        assert_eq!(slab_class(524_288, max), 39);
+        // Chained items keep the largest class.
+        assert_eq!(slab_class(600_060, max), 39);
+        assert_eq!(slab_class(max, max), 39);
     }
 }
