@@ -1162,3 +1162,69 @@ fn stats_replies_are_well_formed() {
         "stats settings num_threads"
     );
 }
+
+/// How memcached 1.6.18 counts meta commands: `mg` as a get, or as a touch when it sets
+/// a TTL on a hit; `ms` as a set (a bad data chunk included) and, with a CAS, as a cas;
+/// `md` and `ma` as delete and incr/decr (an auto-created counter counts as neither);
+/// `cmd_meta` only for `me`.
+const META_COUNTER_MOVES: &[(&str, u64)] = &[
+    ("cmd_get", 7),
+    ("get_hits", 4),
+    ("get_misses", 3),
+    ("get_expired", 1),
+    ("cmd_touch", 1),
+    ("touch_hits", 1),
+    ("touch_misses", 0),
+    ("cmd_set", 7),
+    ("cas_hits", 0),
+    ("cas_misses", 1),
+    ("cas_badval", 1),
+    ("store_too_large", 1),
+    ("cmd_meta", 2),
+    ("delete_hits", 1),
+    ("delete_misses", 2),
+    ("incr_hits", 2),
+    ("incr_misses", 1),
+    ("decr_hits", 1),
+    ("decr_misses", 1),
+    ("total_items", 5),
+];
+
+/// Runs a script of meta commands on a fresh connection and returns the counter moves.
+fn meta_counter_moves(server: &Server) -> HashMap<String, u64> {
+    let mut client = server.client();
+    request(&mut client, b"flush_all\r\n", b"OK\r\n");
+    let before = stats_map(&mut client, "stats");
+    let mut script = b"mg a v\r\nmg a T10\r\nms a 1\r\n1\r\nmg a v\r\nmg a T10 v\r\n\
+mg viv N0\r\nmg viv N0\r\nme a\r\nme zz\r\nms c 1 C1\r\n1\r\nms a 1 C1\r\n1\r\nmg a c\r\n\
+ms a 1 MA\r\nx\r\nms a 1 ME\r\nx\r\nms bad 1\r\nxyz\r\nmd a C1\r\nmd a I\r\nmd a\r\nmd a\r\n\
+ma n\r\nma n MD\r\nma n N0\r\nma n\r\nma n MD\r\nma n C1\r\nma n D1 q\r\n\
+ms e 1 T-1\r\nx\r\nmg e\r\nms big 2000000\r\n"
+        .to_vec();
+    script.resize(script.len() + 2_000_000, b'x');
+    script.extend_from_slice(b"\r\nmn\r\n");
+    client.send(&script);
+    client.read_until(b"MN\r\n");
+    let after = stats_map(&mut client, "stats");
+    META_COUNTER_MOVES
+        .iter()
+        .map(|&(name, _)| {
+            let moved = counter(&after, name).wrapping_sub(counter(&before, name));
+            (name.to_owned(), moved)
+        })
+        .collect()
+}
+
+#[test]
+fn meta_commands_move_counters_as_memcached_does() {
+    let expected: HashMap<String, u64> = META_COUNTER_MOVES
+        .iter()
+        .map(|&(name, moved)| (name.to_owned(), moved))
+        .collect();
+    // The table is memcached's own behaviour: check it there too when it is installed.
+    if let Some(reference) = start_memcached(SERVER_ARGS) {
+        assert_eq!(meta_counter_moves(&reference), expected, "memcached");
+    }
+    let target = start_server_under_test(SERVER_ARGS);
+    assert_eq!(meta_counter_moves(&target), expected, "{}", target.name());
+}

@@ -484,6 +484,64 @@ fn slab_class(size: usize, item_size_max: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Settings;
+    use crate::reactor::{Session, TurnLimits};
+    use crate::server::session::TextSession;
+    use std::sync::Arc;
+
+    fn session() -> TextSession {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        let (ctx, _requests) = ServerContext::new(settings);
+        TextSession::new(Arc::new(ctx), 0)
+    }
+
+    /// Feeds `input` in pieces of `chunk` bytes, handing unconsumed bytes over again.
+    fn feed(session: &mut TextSession, input: &[u8], chunk: usize) -> Vec<u8> {
+        let limits = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in input.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let progress = session.on_input(&pending, &mut out, limits);
+            pending.drain(..progress.consumed);
+        }
+        out
+    }
+
+    const SCRIPT: &[u8] = b"ms a 3 T0 F5 c\r\nabc\r\nmg a v f k Oo q\r\nmg none q v\r\n\
+ms YWJj 2 b k\r\nhi\r\nmg YWJj b k v\r\nma n N0 J9 v\r\nma n v\r\nmd a I\r\nmg a c\r\n\
+mg a\r\nms x 2 zz\r\nxy\r\nms big 2000000\r\n";
+
+    #[test]
+    fn meta_requests_split_anywhere_give_the_same_replies() {
+        let mut input = SCRIPT.to_vec();
+        input.resize(input.len() + 2_000_000, b'x');
+        input.extend_from_slice(b"\r\nme YWJj b\r\nmn\r\n");
+        let whole = feed(&mut session(), &input, input.len());
+        let text = String::from_utf8_lossy(&whole);
+        assert!(text.starts_with(
+            "HD c1\r\nVA 3 f5 ka Oo\r\nabc\r\nHD kYWJj b\r\nVA 2 kYWJj b\r\nhi\r\n\
+VA 1\r\n9\r\nVA 2\r\n10\r\nHD\r\nHD c"
+        ));
+        assert!(text.contains("X W\r\nHD Z X\r\nCLIENT_ERROR invalid flag\r\n"));
+        assert!(text.ends_with(
+            "SERVER_ERROR object too large for cache\r\n\
+ME YWJj exp=-1 la=0 cas=2 fetch=yes cls=1 size=64\r\nMN\r\n"
+        ));
+        for chunk in [1, 2, 3, 5, 64, 4096] {
+            assert_eq!(
+                feed(&mut session(), &input, chunk),
+                whole,
+                "chunks of {chunk}"
+            );
+        }
+    }
 
     #[test]
     fn slab_classes_match_memcached_defaults() {
