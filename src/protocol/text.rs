@@ -9,6 +9,9 @@
 //! until a whole line is there, so a request split at any byte boundary
 //! parses the same as one that arrived in one piece.
 //!
+//! A first token of `m` and one more byte is a meta command, handed to the `meta`
+//! module before any other command is looked at, as memcached does.
+//!
 //! Errors that memcached reports for a malformed line come back as
 //! [`Command::Error`] carrying memcached's exact reply text and whether
 //! `noreply` was already seen (memcached suppresses most of its error replies

@@ -51,6 +51,22 @@
 //! records memcached's `oldest_live` (and, for an immediate flush, the CAS counter at that
 //! moment); after an immediate flush, [`Store::drop_flushed`] frees the flushed items in
 //! one pass.
+//!
+//! # Meta commands
+//!
+//! memcached's meta protocol reads and changes more of an item than the classic commands:
+//! its remaining TTL, when it was last accessed, whether it was fetched, and two markers
+//! for serving stale data while one client refreshes it. An item is *stale* once a meta
+//! delete invalidated it ([`Store::meta_delete`]) or an older version was written back
+//! over it ([`StoreOptions::stale_ok`]); the first client to see a stale item, to create
+//! a missing one ([`Store::meta_get`] with `vivify`), or to find it close to expiring
+//! *wins* and is told to refresh it, which sets the item's token-sent marker so later
+//! clients are told someone else is on it. The markers live in the slot's bit byte; a
+//! replacing store clears them, as memcached's new item starts without them.
+//!
+//! A meta get or arithmetic command lends the item as a [`MetaEntry`] while the stripe
+//! is locked, so the protocol layer can report fields and make its changes in the order
+//! the client's flags ask for, all under one lock, as memcached does under its item lock.
 
 mod budget;
 pub mod clock;
