@@ -22,6 +22,7 @@ use common::{
 };
 use std::collections::HashMap;
 use std::fs;
+#[cfg(target_os = "linux")]
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
