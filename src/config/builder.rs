@@ -84,13 +84,12 @@ impl SettingsBuilder {
     pub(super) fn finish(self) -> Result<Settings, ConfigError> {
         let mut settings = self.settings;
 
-        if self.udp_port.value != 0 {
-            return Err(ConfigError::new(format!(
-                "{}: the UDP transport is not available yet; run with -U 0",
-                self.udp_port.origin
-            )));
-        }
         settings.udp_port = self.udp_port.value;
+        if settings.unix_socket.is_some() && !cfg!(unix) {
+            return Err(ConfigError::new(
+                "-s: unix sockets are only available on Unix",
+            ));
+        }
 
         if !self.eviction.value.is_available() {
             return Err(ConfigError::new(format!(
@@ -255,13 +254,10 @@ mod tests {
     }
 
     #[test]
-    fn udp_is_refused() {
+    fn udp_port_is_kept() {
         let mut builder = SettingsBuilder::new();
         builder.udp_port = Sourced::new(11211, "-U 11211");
-        assert_eq!(
-            builder.finish().unwrap_err().to_string(),
-            "-U 11211: the UDP transport is not available yet; run with -U 0"
-        );
+        assert_eq!(builder.finish().unwrap().udp_port, 11211);
     }
 
     #[test]
