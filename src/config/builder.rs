@@ -112,6 +112,9 @@ impl SettingsBuilder {
         settings.max_item_size = self.max_item_size.value;
 
         settings.listen = resolve_listen(&self.listen, &self.port)?;
+        if settings.udp_port != 0 {
+            settings.udp_listen = resolve_listen(&self.listen, &self.udp_port)?;
+        }
 
         if settings.daemonize && !cfg!(unix) {
             return Err(ConfigError::new(
@@ -254,10 +257,31 @@ mod tests {
     }
 
     #[test]
-    fn udp_port_is_kept() {
+    fn udp_listens_on_the_tcp_hosts_and_their_own_ports() {
         let mut builder = SettingsBuilder::new();
-        builder.udp_port = Sourced::new(11211, "-U 11211");
-        assert_eq!(builder.finish().unwrap().udp_port, 11211);
+        builder.udp_port = Sourced::new(5000, "-U 5000");
+        let settings = builder.finish().unwrap();
+        assert_eq!(settings.udp_port, 5000);
+        assert_eq!(settings.udp_listen, vec!["127.0.0.1:5000".parse().unwrap()]);
+
+        // memcached binds UDP at the port a listen item names, as TCP.
+        let mut builder = SettingsBuilder::new();
+        builder.listen = vec![host("127.0.0.1", Some(7)), host("::1", None)];
+        builder.port = Sourced::new(4000, "-p 4000");
+        builder.udp_port = Sourced::new(5000, "-U 5000");
+        assert_eq!(
+            builder.finish().unwrap().udp_listen,
+            vec![
+                "127.0.0.1:7".parse().unwrap(),
+                "[::1]:5000".parse().unwrap()
+            ]
+        );
+
+        assert!(SettingsBuilder::new()
+            .finish()
+            .unwrap()
+            .udp_listen
+            .is_empty());
     }
 
     #[test]

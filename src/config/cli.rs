@@ -604,7 +604,8 @@ Listening:
   -l, --listen=<addr>           address(es) to listen on, comma-separated and repeatable:
                                 HOST, HOST:PORT, [IPV6] or [IPV6]:PORT (default: 127.0.0.1)
       --bind=<host:port>        listen on HOST:PORT; repeatable, adds to -l
-  -U, --udp-port=<num>          UDP port on the -l addresses (default: 0, off)
+  -U, --udp-port=<num>          UDP port on the -l hosts (default: 0, off); a -l item
+                                with its own port serves UDP there, as in memcached
   -s, --unix-socket=<file>      listen on this unix socket instead of TCP and UDP
                                 (Unix only)
   -a, --unix-mask=<mask>        permission bits of the unix socket, in octal

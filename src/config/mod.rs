@@ -167,8 +167,11 @@ pub struct Settings {
     /// TCP addresses to listen on (`-l`, `--bind`, `[server] listen`), never empty. Not
     /// served when `unix_socket` is set, as memcached serves only the unix socket then.
     pub listen: Vec<SocketAddr>,
-    /// UDP port (`-U`, `[server] udp_port`), served on the hosts of `listen`; 0 = no UDP.
+    /// UDP port (`-U`, `[server] udp_port`); 0 = no UDP.
     pub udp_port: u16,
+    /// UDP addresses, empty when `udp_port` is 0: the hosts of `listen` at `udp_port`, or,
+    /// as in memcached, at their own port when the listen item names one.
+    pub udp_listen: Vec<SocketAddr>,
     /// Unix domain socket to listen on instead of TCP and UDP (`-s`, `[server] unix_socket`).
     pub unix_socket: Option<PathBuf>,
     /// Permission bits of the unix socket's file (`-a`, `[server] unix_socket_mask`).
@@ -224,6 +227,7 @@ impl Default for Settings {
         Settings {
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT))],
             udp_port: 0,
+            udp_listen: Vec::new(),
             unix_socket: None,
             unix_socket_mask: DEFAULT_UNIX_SOCKET_MASK,
             max_memory_bytes: (DEFAULT_MEMORY_MB as usize) * units::MEGABYTE,

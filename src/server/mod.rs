@@ -194,31 +194,21 @@ impl Server {
 }
 
 /// Where to listen. As memcached does, a unix socket is served alone: `-s`
-/// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say. UDP is served on
-/// every host TCP is, at the UDP port.
+/// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
 fn endpoints(settings: &Settings) -> Endpoints {
-    if let Some(path) = &settings.unix_socket {
-        return Endpoints {
+    match &settings.unix_socket {
+        Some(path) => Endpoints {
             unix: Some(UnixEndpoint {
                 path: path.clone(),
                 mode: settings.unix_socket_mask,
             }),
             ..Endpoints::default()
-        };
-    }
-    let mut udp: Vec<SocketAddr> = Vec::new();
-    if settings.udp_port != 0 {
-        for addr in &settings.listen {
-            let addr = SocketAddr::new(addr.ip(), settings.udp_port);
-            if !udp.contains(&addr) {
-                udp.push(addr);
-            }
-        }
-    }
-    Endpoints {
-        tcp: settings.listen.clone(),
-        udp,
-        unix: None,
+        },
+        None => Endpoints {
+            tcp: settings.listen.clone(),
+            udp: settings.udp_listen.clone(),
+            unix: None,
+        },
     }
 }
 
