@@ -11,13 +11,16 @@ mod stats;
 
 use crate::config::{ProtocolMode, Settings};
 use crate::reactor::{
-    ConnEntry, ConnRegistry, Reactor, ReactorConfig, ReactorStats, SessionFactory,
+    ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
+    UnixEndpoint,
 };
 use crate::store::{Store, StoreConfig};
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
 use session::TextSession;
 use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -142,7 +145,7 @@ impl Server {
             requests_per_turn: ctx.settings.reqs_per_event,
         };
         let reactor = Reactor::start(
-            &ctx.settings.listen,
+            &endpoints(&ctx.settings),
             &config,
             Arc::new(Sessions(Arc::clone(&ctx))),
             Arc::clone(&ctx.reactor_stats),
@@ -165,8 +168,19 @@ impl Server {
         self.reactor.shutdown_handle()
     }
 
-    pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
+    /// The TCP addresses served.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
         self.reactor.local_addrs()
+    }
+
+    /// The UDP addresses served.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        self.reactor.udp_addrs()
+    }
+
+    /// The unix socket served.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.reactor.unix_path()
     }
 
     /// Serves until the reactor is shut down.
@@ -176,6 +190,25 @@ impl Server {
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.join();
         }
+    }
+}
+
+/// Where to listen. As memcached does, a unix socket is served alone: `-s`
+/// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
+fn endpoints(settings: &Settings) -> Endpoints {
+    match &settings.unix_socket {
+        Some(path) => Endpoints {
+            unix: Some(UnixEndpoint {
+                path: path.clone(),
+                mode: settings.unix_socket_mask,
+            }),
+            ..Endpoints::default()
+        },
+        None => Endpoints {
+            tcp: settings.listen.clone(),
+            udp: settings.udp_listen.clone(),
+            unix: None,
+        },
     }
 }
 

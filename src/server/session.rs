@@ -4,6 +4,11 @@
 //! commands that borrow from the connection's input; the session runs them
 //! against the store and writes memcached's replies, so a key or a value is
 //! copied exactly once on its way into the store and once on its way out.
+//!
+//! Over UDP the same session serves one datagram at a time. It then also
+//! marks where each reply unit ends, since memcached 1.6 frames every
+//! response object on its own: one per command, and one per key of a
+//! multi-key `get`, whose `END` goes with the last key's.
 
 use super::counters::{bump, WorkerCounters};
 use super::stats;
@@ -24,6 +29,9 @@ pub struct TextSession {
     /// The reply to send once they are: memcached answers a refused value
     /// only after it has swallowed all of it.
     after_swallow: Option<&'static str>,
+    /// While serving a datagram: the end offsets of the reply units so far.
+    unit_ends: Vec<usize>,
+    datagram: bool,
 }
 
 impl TextSession {
@@ -33,6 +41,15 @@ impl TextSession {
             worker,
             swallow: 0,
             after_swallow: None,
+            unit_ends: Vec::new(),
+            datagram: false,
+        }
+    }
+
+    /// Ends a reply unit that started at `start`, if the command answered.
+    fn end_unit(&mut self, out: &[u8], start: usize) {
+        if self.datagram && out.len() > start {
+            self.unit_ends.push(out.len());
         }
     }
 
@@ -54,7 +71,9 @@ impl Session for TextSession {
                     return carry_on(pos, 0);
                 }
                 if let Some(line) = self.after_swallow.take() {
+                    let start = out.len();
                     reply::line(out, line);
+                    self.end_unit(out, start);
                 }
             }
             if pos == input.len() {
@@ -67,6 +86,7 @@ impl Session for TextSession {
                 return paused(pos, Next::Yield);
             }
             requests += 1;
+            let start = out.len();
             let rest = &input[pos..];
             let (command, line_len) = match text::parse(rest) {
                 Parse::Incomplete => return carry_on(pos, 0),
@@ -82,7 +102,10 @@ impl Session for TextSession {
                 Command::Store(header) => {
                     let body = &rest[line_len..];
                     match self.store(header, body, out) {
-                        Some(used) => pos += line_len + used,
+                        Some(used) => {
+                            pos += line_len + used;
+                            self.end_unit(out, start);
+                        }
                         // Wait for the whole value: the reactor sizes its
                         // buffer for it once.
                         None => {
@@ -91,9 +114,23 @@ impl Session for TextSession {
                         }
                     }
                 }
+                Command::Quit if self.datagram => {
+                    // memcached drops the rest of the datagram, and sends
+                    // the empty reply it began for `quit` only when nothing
+                    // was answered before it.
+                    if self.unit_ends.is_empty() {
+                        self.unit_ends.push(out.len());
+                    }
+                    return Progress {
+                        consumed: pos + line_len,
+                        next: Next::Close,
+                    };
+                }
                 other => {
                     pos += line_len;
-                    if let Some(next) = self.execute(other, out) {
+                    let next = self.execute(other, out);
+                    self.end_unit(out, start);
+                    if let Some(next) = next {
                         return Progress {
                             consumed: pos,
                             next,
@@ -102,6 +139,24 @@ impl Session for TextSession {
                 }
             }
         }
+    }
+
+    fn on_datagram(&mut self, input: &[u8], out: &mut Vec<u8>, unit_ends: &mut Vec<usize>) -> Next {
+        // Nothing carries over between datagrams, not even a value being
+        // thrown away.
+        self.swallow = 0;
+        self.after_swallow = None;
+        // Fill the caller's list in place of ours, without allocating.
+        std::mem::swap(&mut self.unit_ends, unit_ends);
+        self.datagram = true;
+        let unlimited = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let progress = self.on_input(input, out, unlimited);
+        self.datagram = false;
+        std::mem::swap(&mut self.unit_ends, unit_ends);
+        progress.next
     }
 }
 
@@ -303,12 +358,19 @@ impl TextSession {
         let touch = matches!(kind, GetKind::Gat | GetKind::Gats);
         let expiry = Expiry::from_memcached(i64::from(exptime));
         let start = out.len();
-        for key in keys {
+        let units_before = self.unit_ends.len();
+        for (index, key) in keys.enumerate() {
             if key.len() > text::KEY_MAX_LENGTH {
                 // memcached discards what this command produced so far.
                 out.truncate(start);
+                self.unit_ends.truncate(units_before);
                 reply::line(out, text::BAD_FORMAT);
                 return;
+            }
+            // Each key after the first starts a reply unit of its own, even
+            // when the one before missed and left its unit empty.
+            if self.datagram && index > 0 {
+                self.unit_ends.push(out.len());
             }
             let write = |item: crate::store::ItemView<'_>| {
                 let cas = with_cas.then_some(item.cas);
@@ -509,5 +571,67 @@ decr n 1\r\nappend a 0 0 2 noreply\r\nde\r\ngets a\r\nset big 0 0 2000000\r\n";
                 );
             }
         }
+    }
+
+    /// Serves `input` as one datagram; the replies cut into their units.
+    fn datagram(session: &mut TextSession, input: &[u8]) -> (Vec<Vec<u8>>, Next) {
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        let next = session.on_datagram(input, &mut out, &mut ends);
+        let mut units = Vec::new();
+        let mut start = 0;
+        for end in ends {
+            units.push(out[start..end].to_vec());
+            start = end;
+        }
+        assert_eq!(start, out.len(), "every reply byte belongs to a unit");
+        (units, next)
+    }
+
+    #[test]
+    fn a_datagram_has_a_unit_per_command_and_per_get_key() {
+        let mut session = session();
+        let (units, _) = datagram(&mut session, b"set a 1 0 1\r\nx\r\nversion\r\n");
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0], b"STORED\r\n");
+        assert!(units[1].starts_with(b"VERSION "));
+        let (units, _) = datagram(&mut session, b"get a nope\r\n");
+        assert_eq!(units, [&b"VALUE a 1 1\r\nx\r\n"[..], b"END\r\n"]);
+        // A miss before the last key leaves an empty unit, as in memcached.
+        let (units, _) = datagram(&mut session, b"get nope a\r\n");
+        assert_eq!(units, [&b""[..], b"VALUE a 1 1\r\nx\r\nEND\r\n"]);
+        let (units, _) = datagram(&mut session, b"get a\r\n");
+        assert_eq!(units, [&b"VALUE a 1 1\r\nx\r\nEND\r\n"[..]]);
+    }
+
+    #[test]
+    fn noreply_makes_no_unit_and_quit_an_empty_one() {
+        let mut session = session();
+        let (units, _) = datagram(&mut session, b"set q 0 0 1 noreply\r\nq\r\nget q\r\n");
+        assert_eq!(units, [&b"VALUE q 0 1\r\nq\r\nEND\r\n"[..]]);
+        let (units, next) = datagram(&mut session, b"quit\r\nget q\r\n");
+        assert_eq!(next, Next::Close);
+        assert_eq!(units, [&b""[..]]);
+        let (units, _) = datagram(&mut session, b"set q 0 0 1 noreply\r\nq\r\nquit\r\n");
+        assert_eq!(units, [&b""[..]]);
+        let (units, next) = datagram(&mut session, b"version\r\nquit\r\nget q\r\n");
+        assert_eq!(next, Next::Close);
+        assert_eq!(units.len(), 1);
+        assert!(units[0].starts_with(b"VERSION "));
+    }
+
+    #[test]
+    fn nothing_carries_over_between_datagrams() {
+        let mut session = session();
+        // A request cut off at the end of a datagram is dropped.
+        let (units, _) = datagram(&mut session, b"version\r\nset k 0 0 10\r\nabc");
+        assert_eq!(units.len(), 1);
+        let (units, _) = datagram(&mut session, b"get k\r\n");
+        assert_eq!(units, [&b"END\r\n"[..]]);
+        // So is a refused value still being thrown away.
+        let (units, _) = datagram(&mut session, b"set big 0 0 2000000\r\nxyz");
+        assert!(units.is_empty());
+        let (units, _) = datagram(&mut session, b"get k\r\n");
+        assert_eq!(units, [&b"END\r\n"[..]]);
     }
 }

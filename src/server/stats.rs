@@ -4,6 +4,7 @@ use super::counters::{self, CounterTotals};
 use super::ServerContext;
 use crate::protocol::reply::{self, stat};
 use crate::protocol::text::{self, StatsGroup};
+use crate::reactor::{Endpoint, Transport};
 use std::sync::atomic::Ordering;
 
 pub fn write(ctx: &ServerContext, group: StatsGroup<'_>, out: &mut Vec<u8>) {
@@ -143,7 +144,11 @@ fn settings(ctx: &ServerContext, out: &mut Vec<u8>) {
         "evictions",
         if s.evictions_enabled { "on" } else { "off" },
     );
-    stat(out, "domain_socket", "NULL");
+    match &s.unix_socket {
+        Some(path) => stat(out, "domain_socket", path.display()),
+        None => stat(out, "domain_socket", "NULL"),
+    }
+    stat(out, "umask", format_args!("{:o}", s.unix_socket_mask));
     stat(out, "shutdown_command", yes_no(s.enable_shutdown));
     stat(out, "num_threads", s.threads);
     stat(out, "reqs_per_event", s.reqs_per_event);
@@ -198,22 +203,46 @@ fn slabs(ctx: &ServerContext, out: &mut Vec<u8>) {
     stat(out, "total_malloced", s.bytes);
 }
 
+/// memcached's `stats conns`: per connection its client and the socket it
+/// came through; a UDP socket, which has no one client, shows itself.
 fn conns(ctx: &ServerContext, out: &mut Vec<u8>) {
     let now = ctx.registry.now();
     for conn in ctx.registry.snapshot() {
         let id = conn.id;
-        stat(
-            out,
-            &format!("{id}:addr"),
-            format_args!("tcp:{}", conn.peer),
-        );
-        stat(
-            out,
-            &format!("{id}:listen_addr"),
-            format_args!("tcp:{}", conn.local),
-        );
-        stat(out, &format!("{id}:state"), "conn_parse_cmd");
         let idle = now.saturating_sub(conn.last_active.load(Ordering::Relaxed));
+        if conn.transport == Transport::Udp {
+            stat(out, &format!("{id}:UDP"), "UDP");
+            stat(
+                out,
+                &format!("{id}:addr"),
+                endpoint(conn.transport, &conn.local),
+            );
+            stat(out, &format!("{id}:state"), "conn_read");
+        } else {
+            stat(
+                out,
+                &format!("{id}:addr"),
+                endpoint(conn.transport, &conn.peer),
+            );
+            stat(
+                out,
+                &format!("{id}:listen_addr"),
+                endpoint(conn.transport, &conn.local),
+            );
+            stat(out, &format!("{id}:state"), "conn_parse_cmd");
+        }
         stat(out, &format!("{id}:secs_since_last_cmd"), idle);
+    }
+}
+
+/// An address in memcached's words.
+fn endpoint(transport: Transport, endpoint: &Endpoint) -> String {
+    match (transport, endpoint) {
+        (Transport::Udp, Endpoint::Inet(addr)) => format!("udp:{addr}"),
+        (_, Endpoint::Inet(addr)) => format!("tcp:{addr}"),
+        (_, Endpoint::Unix(Some(path))) => format!("unix:{}", path.display()),
+        // memcached keeps no address for a unix client and prints it as an
+        // unknown address family of number 0.
+        (_, Endpoint::Unix(None)) => "?:<AF 0>".to_string(),
     }
 }
