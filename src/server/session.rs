@@ -237,6 +237,8 @@ impl TextSession {
                         answer(out, noreply, "NOT_FOUND");
                     }
                     Err(DeltaError::NonNumeric) => answer(out, noreply, text::NON_NUMERIC),
+                    // Text requests carry no CAS condition.
+                    Err(DeltaError::Exists) => answer(out, noreply, "EXISTS"),
                     Err(DeltaError::NoMemory) => answer(out, noreply, text::NO_MEMORY_DELTA),
                 }
             }
