@@ -47,6 +47,7 @@
 //! nothing. [`Response`] writes response packets into the caller's output
 //! buffer.
 
+use super::text::StatsGroup;
 use std::fmt::{self, Write as _};
 
 /// Bytes in a request or response header.
@@ -448,6 +449,35 @@ pub fn parse(input: &[u8]) -> Parse<'_> {
         command,
         len,
     })
+}
+
+/// The `stats` group a stat request's key names, by memcached's binary
+/// rules: `reset`, `settings` and `detail` (and the detail switches) match
+/// as prefixes, the other groups exactly; `conns` is a text-only group.
+pub fn stats_group(key: &[u8]) -> StatsGroup<'_> {
+    if key.is_empty() {
+        return StatsGroup::General;
+    }
+    if key.starts_with(b"reset") {
+        return StatsGroup::Reset;
+    }
+    if key.starts_with(b"settings") {
+        return StatsGroup::Settings;
+    }
+    if let Some(rest) = key.strip_prefix(b"detail") {
+        let switch: [&'static [u8]; 3] = [b"dump", b"on", b"off"];
+        let arg = switch.into_iter().find(|word| {
+            rest.strip_prefix(b" ")
+                .is_some_and(|rest| rest.starts_with(word))
+        });
+        return StatsGroup::Detail(arg);
+    }
+    match key {
+        b"items" => StatsGroup::Items,
+        b"slabs" => StatsGroup::Slabs,
+        b"sizes" => StatsGroup::Sizes,
+        _ => StatsGroup::Unknown,
+    }
 }
 
 /// The big-endian `u32` at `at` in `bytes`, 0 when `bytes` is too short

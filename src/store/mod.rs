@@ -175,6 +175,16 @@ pub struct DeltaRequest {
     pub create: Option<(u64, Expiry)>,
 }
 
+/// What an applied [`DeltaRequest`] left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaApplied {
+    pub value: u64,
+    /// The item's new CAS (0 when CAS is disabled).
+    pub cas: u64,
+    /// The item was missing and was created with the initial value.
+    pub created: bool,
+}
+
 /// A live item, lent to a reader while its stripe is locked.
 #[derive(Clone, Copy, Debug)]
 pub struct ItemView<'a> {
@@ -417,19 +427,29 @@ impl Store {
     }
 
     /// incr/decr with the binary protocol's extras: a CAS condition, and an initial value
-    /// to create a missing item with. Returns the new value and the item's new CAS.
-    pub fn delta(&self, key: &[u8], request: DeltaRequest) -> Result<(u64, u64), DeltaError> {
+    /// to create a missing item with.
+    pub fn delta(&self, key: &[u8], request: DeltaRequest) -> Result<DeltaApplied, DeltaError> {
         loop {
             let applied = self.apply_delta(key, request.incr, request.delta, request.expected_cas);
             let (Err(DeltaError::NotFound), Some((initial, exptime))) = (applied, request.create)
             else {
-                return applied;
+                return applied.map(|(value, cas)| DeltaApplied {
+                    value,
+                    cas,
+                    created: false,
+                });
             };
             // memcached adds the initial value as a new item, ignoring the CAS condition.
             let mut buf = [0; MAX_DIGITS];
             let digits = format_u64(initial, &mut buf);
             match self.store_with_cas(StoreMode::Add, key, 0, exptime, digits, 0) {
-                (StoreOutcome::Stored, cas) => return Ok((initial, cas)),
+                (StoreOutcome::Stored, cas) => {
+                    return Ok(DeltaApplied {
+                        value: initial,
+                        cas,
+                        created: true,
+                    })
+                }
                 // Another client added the item first: apply the delta to theirs.
                 (StoreOutcome::NotStored, _) => continue,
                 _ => return Err(DeltaError::NoMemory),
@@ -455,8 +475,7 @@ impl Store {
                 &self.shared,
                 hash,
                 key,
-                delta,
-                expected_cas,
+                (delta, expected_cas),
                 moment,
                 prepaid,
             )

@@ -352,8 +352,7 @@ impl<P: EvictionPolicy> Shard<P> {
         shared: &Shared,
         hash: u64,
         key: &[u8],
-        delta: Delta,
-        expected_cas: u64,
+        (delta, expected_cas): (Delta, u64),
         moment: &Moment,
         prepaid: &mut Charge,
     ) -> Result<Result<(u64, u64), DeltaError>, Charge> {

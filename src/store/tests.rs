@@ -899,16 +899,18 @@ fn delta_creates_with_an_initial_value_and_checks_cas() {
         Err(DeltaError::NotFound)
     );
     // A miss with an initial value creates the item, whatever CAS was named.
-    let (value, cas) = store
+    let created = store
         .delta(b"n", request(5, 99, Some((42, Expiry::NEVER))))
         .expect("created");
-    assert_eq!(value, 42);
+    let cas = created.cas;
+    assert_eq!((created.value, created.created), (42, true));
     assert_eq!(fetch(&store, b"n"), Some((b"42".to_vec(), 0, cas)));
     // Present: the delta applies, the initial value is ignored.
-    let (value, next) = store
+    let applied = store
         .delta(b"n", request(8, cas, Some((7, Expiry::NEVER))))
         .expect("applied");
-    assert_eq!(value, 50);
+    let next = applied.cas;
+    assert_eq!((applied.value, applied.created), (50, false));
     assert!(next > cas);
     assert_eq!(fetch(&store, b"n"), Some((b"50".to_vec(), 0, next)));
     // The wrong CAS changes nothing.
@@ -930,6 +932,6 @@ fn delta_creates_with_an_initial_value_and_checks_cas() {
         expected_cas: 0,
         create: Some((10, Expiry::from_memcached(-1))),
     };
-    assert_eq!(store.delta(b"d", decr).map(|(v, _)| v), Ok(10));
+    assert_eq!(store.delta(b"d", decr).map(|d| d.value), Ok(10));
     assert_eq!(try_value(&store, b"d"), None);
 }

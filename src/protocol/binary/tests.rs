@@ -495,3 +495,24 @@ fn random_bytes_never_panic_and_never_overrun() {
         }
     }
 }
+
+#[test]
+fn stat_keys_name_groups_as_memcached_reads_them() {
+    let cases: [(&[u8], StatsGroup<'_>); 12] = [
+        (b"", StatsGroup::General),
+        (b"settings", StatsGroup::Settings),
+        (b"settingsx", StatsGroup::Settings),
+        (b"resetfoo", StatsGroup::Reset),
+        (b"items", StatsGroup::Items),
+        (b"itemsx", StatsGroup::Unknown),
+        (b"slabs", StatsGroup::Slabs),
+        (b"conns", StatsGroup::Unknown),
+        (b"detail offx", StatsGroup::Detail(Some(b"off"))),
+        (b"detail dumpy", StatsGroup::Detail(Some(b"dump"))),
+        (b"detail on", StatsGroup::Detail(Some(b"on"))),
+        (b"detail", StatsGroup::Detail(None)),
+    ];
+    for (key, group) in cases {
+        assert_eq!(stats_group(key), group, "{}", String::from_utf8_lossy(key));
+    }
+}

@@ -1,0 +1,436 @@
+//! One binary-protocol connection: request packets in, store calls, response
+//! packets out.
+//!
+//! The session answers as memcached 1.6's `proto_bin.c` does, down to what
+//! it leaves unsaid: quiet commands answer only their errors, quiet gets
+//! not even a miss; every error response carries CAS 0; a delete answers
+//! CAS 0 and every other success the item's new CAS.
+//!
+//! memcached also decides *when* replies leave, and that is observable when
+//! a connection goes bad. It collects replies and hands them to the socket
+//! only at a noop, after an error reply, or when the input runs out; a
+//! packet with a wrong magic byte closes the connection on the spot and
+//! the replies collected since are lost. The session keeps the same mark
+//! (`sent`) and drops what lies beyond it when it meets a wrong magic byte.
+
+use super::counters::{bump, WorkerCounters};
+use super::stats::{self, Gathered, StatSink};
+use super::ServerContext;
+use crate::protocol::binary::{
+    self, Body, Command, Parse, Request, Response, Status, StoreKind, NO_CREATE,
+};
+use crate::reactor::{Next, Progress, Session, TurnLimits};
+use crate::store::{DeleteOutcome, DeltaError, DeltaRequest, Expiry, StoreMode, StoreOutcome};
+use std::fmt::Display;
+use std::sync::Arc;
+
+pub struct BinarySession {
+    ctx: Arc<ServerContext>,
+    worker: usize,
+    /// Bytes still to throw away: a refused value, or what memcached skips
+    /// after an unknown command.
+    swallow: usize,
+    /// The reply that waits until they are: memcached answers an unknown
+    /// command only once it has skipped what it skips.
+    after_swallow: Option<Response>,
+    /// Set when a reply was one that memcached sends at once.
+    flushed: bool,
+}
+
+/// What one request did to the connection.
+enum Step {
+    /// Go on after `usize` bytes.
+    Consumed(usize),
+    /// The request's value is still on its way; the packet will be this long.
+    AwaitValue(usize),
+    /// Send what was produced, then close, after `usize` bytes.
+    Close(usize),
+}
+
+impl BinarySession {
+    pub fn new(ctx: Arc<ServerContext>, worker: usize) -> BinarySession {
+        BinarySession {
+            ctx,
+            worker,
+            swallow: 0,
+            after_swallow: None,
+            flushed: false,
+        }
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.ctx.counters[self.worker]
+    }
+
+    /// An error reply; memcached sends these at once.
+    fn fail(&mut self, out: &mut Vec<u8>, reply: Response, status: Status) {
+        reply.error(out, status);
+        self.flushed = true;
+    }
+}
+
+impl Session for BinarySession {
+    fn on_input(&mut self, input: &[u8], out: &mut Vec<u8>, limits: TurnLimits) -> Progress {
+        let mut pos = 0;
+        let mut requests = 0;
+        // Replies before this mark count as sent (see the module docs).
+        let mut sent = out.len();
+        loop {
+            if self.swallow > 0 {
+                let n = self.swallow.min(input.len() - pos);
+                self.swallow -= n;
+                pos += n;
+                if self.swallow > 0 {
+                    return need_input(pos, 0);
+                }
+                if let Some(reply) = self.after_swallow.take() {
+                    reply.error(out, Status::UnknownCommand);
+                }
+            }
+            if pos == input.len() {
+                return need_input(pos, 0);
+            }
+            if out.len() >= limits.output_bytes {
+                return stop(pos, Next::OutputFull);
+            }
+            if requests == limits.requests {
+                return stop(pos, Next::Yield);
+            }
+            let request = match binary::parse(&input[pos..]) {
+                Parse::Incomplete { wanted } => return need_input(pos, wanted),
+                Parse::BadMagic => {
+                    out.truncate(sent);
+                    return stop(pos, Next::Close);
+                }
+                Parse::Request(request) => request,
+            };
+            requests += 1;
+            let step = self.execute(request, out);
+            if std::mem::take(&mut self.flushed) {
+                sent = out.len();
+            }
+            match step {
+                Step::Consumed(len) => pos += len,
+                Step::AwaitValue(wanted) => return need_input(pos, wanted),
+                Step::Close(len) => return stop(pos + len, Next::Close),
+            }
+        }
+    }
+}
+
+fn need_input(consumed: usize, wanted: usize) -> Progress {
+    Progress {
+        consumed,
+        next: Next::NeedInput { wanted },
+    }
+}
+
+fn stop(consumed: usize, next: Next) -> Progress {
+    Progress { consumed, next }
+}
+
+/// The binary protocol's sink: one packet per statistic.
+struct StatPackets<'a> {
+    reply: Response,
+    out: &'a mut Vec<u8>,
+}
+
+impl StatSink for StatPackets<'_> {
+    fn stat(&mut self, name: &str, value: &dyn Display) {
+        self.reply.stat(self.out, name, value);
+    }
+}
+
+impl BinarySession {
+    fn execute(&mut self, request: Request<'_>, out: &mut Vec<u8>) -> Step {
+        let reply = Response::to(&request.header);
+        let cas = request.header.cas;
+        let quiet = request.quiet;
+        let len = request.len;
+        let ctx = Arc::clone(&self.ctx);
+        let counters = &ctx.counters[self.worker];
+        match request.command {
+            Command::Get { key, with_key } => {
+                bump(&counters.cmd_get);
+                let hit = ctx.store.get(key, |item| {
+                    let shown_key = if with_key { item.key } else { b"" };
+                    reply.success(
+                        out,
+                        item.cas,
+                        &item.flags.to_be_bytes(),
+                        shown_key,
+                        item.value,
+                    );
+                });
+                if hit.is_some() {
+                    bump(&counters.get_hits);
+                } else {
+                    bump(&counters.get_misses);
+                    self.miss(out, reply, quiet, with_key.then_some(key));
+                }
+            }
+            Command::GetAndTouch {
+                key,
+                exptime,
+                with_key,
+            } => {
+                bump(&counters.cmd_touch);
+                let expiry = Expiry::from_memcached(i64::from(exptime));
+                let hit = ctx.store.get_and_touch(key, expiry, |item| {
+                    let shown_key = if with_key { item.key } else { b"" };
+                    reply.success(
+                        out,
+                        item.cas,
+                        &item.flags.to_be_bytes(),
+                        shown_key,
+                        item.value,
+                    );
+                });
+                if hit.is_some() {
+                    bump(&counters.touch_hits);
+                } else {
+                    bump(&counters.touch_misses);
+                    self.miss(out, reply, quiet, with_key.then_some(key));
+                }
+            }
+            Command::Touch { key, exptime } => {
+                bump(&counters.cmd_touch);
+                let expiry = Expiry::from_memcached(i64::from(exptime));
+                let hit = ctx.store.get_and_touch(key, expiry, |item| {
+                    reply.success(out, item.cas, &item.flags.to_be_bytes(), b"", b"");
+                });
+                if hit.is_some() {
+                    bump(&counters.touch_hits);
+                } else {
+                    bump(&counters.touch_misses);
+                    self.fail(out, reply, Status::KeyNotFound);
+                }
+            }
+            Command::Store {
+                kind,
+                key,
+                flags,
+                exptime,
+                value,
+            } => {
+                let value = match value {
+                    Body::Complete(value) => value,
+                    Body::Pending { len: value_len } => {
+                        if ctx.store.item_fits(key.len(), flags, value_len) {
+                            return Step::AwaitValue(len + value_len);
+                        }
+                        // Refused before it arrives; a failed set must not
+                        // leave an older value behind.
+                        if kind == StoreKind::Set {
+                            ctx.store.delete(key);
+                        }
+                        return self.refuse_value(out, reply, Status::TooLarge, len, value_len);
+                    }
+                };
+                bump(&counters.cmd_set);
+                let mode = match (cas, kind) {
+                    // Any storage command naming a CAS is a compare-and-swap.
+                    (cas, _) if cas != 0 => StoreMode::Cas(cas),
+                    (_, StoreKind::Set) => StoreMode::Set,
+                    (_, StoreKind::Add) => StoreMode::Add,
+                    (_, StoreKind::Replace) => StoreMode::Replace,
+                };
+                let expiry = match (exptime, self.ctx.settings.default_ttl) {
+                    (0, ttl) if ttl > 0 => Expiry::from_memcached(i64::from(ttl)),
+                    (exptime, _) => Expiry::from_memcached(i64::from(exptime)),
+                };
+                let (outcome, new_cas) =
+                    ctx.store.store_with_cas(mode, key, flags, expiry, value, 0);
+                if cas != 0 {
+                    match outcome {
+                        StoreOutcome::Stored => bump(&counters.cas_hits),
+                        StoreOutcome::Exists => bump(&counters.cas_badval),
+                        StoreOutcome::NotFound => bump(&counters.cas_misses),
+                        _ => {}
+                    }
+                }
+                let not_stored = match kind {
+                    StoreKind::Add => Status::KeyExists,
+                    StoreKind::Replace => Status::KeyNotFound,
+                    StoreKind::Set => Status::NotStored,
+                };
+                self.stored(out, reply, quiet, outcome, new_cas, not_stored);
+                return Step::Consumed(len);
+            }
+            Command::Concat { append, key, value } => {
+                let value = match value {
+                    Body::Complete(value) => value,
+                    Body::Pending { len: value_len } => {
+                        if ctx.store.item_fits(key.len(), 0, value_len) {
+                            return Step::AwaitValue(len + value_len);
+                        }
+                        return self.refuse_value(out, reply, Status::TooLarge, len, value_len);
+                    }
+                };
+                bump(&counters.cmd_set);
+                let mode = if append {
+                    StoreMode::Append
+                } else {
+                    StoreMode::Prepend
+                };
+                let (outcome, new_cas) =
+                    ctx.store
+                        .store_with_cas(mode, key, 0, Expiry::NEVER, value, cas);
+                self.stored(out, reply, quiet, outcome, new_cas, Status::NotStored);
+                return Step::Consumed(len);
+            }
+            Command::Delete { key } => match ctx.store.delete_if_cas(key, cas) {
+                DeleteOutcome::Deleted => {
+                    bump(&counters.delete_hits);
+                    if !quiet {
+                        reply.success(out, 0, b"", b"", b"");
+                    }
+                }
+                DeleteOutcome::NotFound => {
+                    bump(&counters.delete_misses);
+                    self.fail(out, reply, Status::KeyNotFound);
+                }
+                DeleteOutcome::Exists => self.fail(out, reply, Status::KeyExists),
+            },
+            Command::Delta {
+                incr,
+                key,
+                delta,
+                initial,
+                exptime,
+            } => {
+                let (hits, misses) = if incr {
+                    (&counters.incr_hits, &counters.incr_misses)
+                } else {
+                    (&counters.decr_hits, &counters.decr_misses)
+                };
+                let create = (exptime != NO_CREATE)
+                    .then(|| (initial, Expiry::from_memcached(i64::from(exptime))));
+                let request = DeltaRequest {
+                    incr,
+                    delta,
+                    expected_cas: cas,
+                    create,
+                };
+                match ctx.store.delta(key, request) {
+                    Ok(applied) => {
+                        if !applied.created {
+                            bump(hits);
+                        }
+                        if !quiet {
+                            reply.success(out, applied.cas, b"", b"", &applied.value.to_be_bytes());
+                        }
+                    }
+                    Err(DeltaError::NotFound) => {
+                        bump(misses);
+                        self.fail(out, reply, Status::KeyNotFound);
+                    }
+                    Err(DeltaError::Exists) => self.fail(out, reply, Status::KeyExists),
+                    Err(DeltaError::NonNumeric) => self.fail(out, reply, Status::NonNumeric),
+                    Err(DeltaError::NoMemory) => self.fail(out, reply, Status::OutOfMemory),
+                }
+            }
+            Command::Quit => {
+                if !quiet {
+                    reply.success(out, 0, b"", b"", b"");
+                }
+                return Step::Close(len);
+            }
+            Command::Flush { exptime } => {
+                bump(&counters.cmd_flush);
+                ctx.flush_all(i64::from(exptime));
+                if !quiet {
+                    reply.success(out, 0, b"", b"", b"");
+                }
+            }
+            Command::Noop => {
+                reply.success(out, 0, b"", b"", b"");
+                self.flushed = true;
+            }
+            Command::Version => reply.success(out, 0, b"", b"", ctx.version.as_bytes()),
+            Command::Stat { group } => {
+                let mut sink = StatPackets { reply, out };
+                match stats::gather(&ctx, binary::stats_group(group), &mut sink) {
+                    Gathered::Listed | Gathered::Reset | Gathered::DetailSwitched => {}
+                    Gathered::DetailDump => sink.stat("detailed", &"END\r\n"),
+                    Gathered::DetailUsage | Gathered::Unknown => {
+                        self.fail(out, reply, Status::KeyNotFound);
+                        return Step::Consumed(len);
+                    }
+                }
+                // An empty statistic ends the list.
+                reply.stat(out, "", "");
+            }
+            Command::Unknown { swallow: 0 } => self.fail(out, reply, Status::UnknownCommand),
+            Command::Unknown { swallow } => {
+                self.swallow = swallow;
+                self.after_swallow = Some(reply);
+            }
+            Command::Refused { status } => {
+                reply.error(out, status);
+                return Step::Close(len);
+            }
+        }
+        Step::Consumed(len)
+    }
+
+    /// The miss of a get: quiet gets say nothing, getk and gatk return the
+    /// key, the others "Not found".
+    fn miss(&mut self, out: &mut Vec<u8>, reply: Response, quiet: bool, key: Option<&[u8]>) {
+        match (quiet, key) {
+            (true, _) => {}
+            (false, Some(key)) => reply.miss_with_key(out, key),
+            (false, None) => self.fail(out, reply, Status::KeyNotFound),
+        }
+    }
+
+    /// Answers a value refused before it arrived, then throws it away.
+    fn refuse_value(
+        &mut self,
+        out: &mut Vec<u8>,
+        reply: Response,
+        status: Status,
+        head_len: usize,
+        value_len: usize,
+    ) -> Step {
+        bump(&self.counters().store_too_large);
+        // memcached answers at once and goes on to skip the value, so this
+        // reply is not sent before the input runs out.
+        reply.error(out, status);
+        self.swallow = value_len;
+        Step::Consumed(head_len)
+    }
+
+    /// The reply to a storage command that was given its value.
+    fn stored(
+        &mut self,
+        out: &mut Vec<u8>,
+        reply: Response,
+        quiet: bool,
+        outcome: StoreOutcome,
+        new_cas: u64,
+        not_stored: Status,
+    ) {
+        let counters = &self.ctx.counters[self.worker];
+        match outcome {
+            StoreOutcome::Stored => {
+                if !quiet {
+                    reply.success(out, new_cas, b"", b"", b"");
+                }
+            }
+            StoreOutcome::Exists => self.fail(out, reply, Status::KeyExists),
+            StoreOutcome::NotFound => self.fail(out, reply, Status::KeyNotFound),
+            StoreOutcome::NotStored => self.fail(out, reply, not_stored),
+            // memcached refuses these while reading the value, and so
+            // answers them as it answers a refused value.
+            StoreOutcome::TooLarge => {
+                bump(&counters.store_too_large);
+                reply.error(out, Status::TooLarge);
+            }
+            StoreOutcome::NoMemory => {
+                bump(&counters.store_no_memory);
+                reply.error(out, Status::OutOfMemory);
+            }
+        }
+    }
+}
