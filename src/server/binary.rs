@@ -434,3 +434,143 @@ impl BinarySession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::protocol::binary::{opcode, Header, HEADER_LEN, REQUEST_MAGIC};
+
+    const NO_LIMITS: TurnLimits = TurnLimits {
+        output_bytes: usize::MAX,
+        requests: usize::MAX,
+    };
+
+    fn session() -> BinarySession {
+        let settings = Settings {
+            threads: 1,
+            max_item_size: 1024,
+            ..Settings::default()
+        };
+        let (ctx, _requests) = ServerContext::new(settings);
+        BinarySession::new(Arc::new(ctx), 0)
+    }
+
+    fn packet(op: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Header {
+            magic: REQUEST_MAGIC,
+            opcode: op,
+            key_len: key.len() as u16,
+            extras_len: extras.len() as u8,
+            body_len: (extras.len() + key.len() + value.len()) as u32,
+            ..Header::default()
+        }
+        .write(&mut out);
+        out.extend_from_slice(extras);
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// (opcode, status, key, value) of each response packet in `out`.
+    fn responses(mut out: &[u8]) -> Vec<(u8, u16, Vec<u8>, Vec<u8>)> {
+        let mut list = Vec::new();
+        while let Some(head) = out.first_chunk::<HEADER_LEN>() {
+            let header = Header::read(head);
+            let body = &out[HEADER_LEN..HEADER_LEN + header.body_len as usize];
+            let (key, value) = body[header.extras_len as usize..].split_at(header.key_len as usize);
+            list.push((
+                header.opcode,
+                header.vbucket_or_status,
+                key.to_vec(),
+                value.to_vec(),
+            ));
+            out = &out[HEADER_LEN + body.len()..];
+        }
+        assert!(out.is_empty(), "trailing bytes {out:?}");
+        list
+    }
+
+    /// Feeds `input` in chunks the way the reactor does.
+    fn feed(session: &mut BinarySession, input: &[u8], chunk: usize) -> (Vec<u8>, Next) {
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        let mut next = Next::NeedInput { wanted: 0 };
+        for piece in input.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let progress = session.on_input(&pending, &mut out, NO_LIMITS);
+            pending.drain(..progress.consumed);
+            next = progress.next;
+            if next == Next::Close {
+                break;
+            }
+        }
+        (out, next)
+    }
+
+    fn script() -> Vec<u8> {
+        let extras = [0u8, 0, 0, 7, 0, 0, 0, 0];
+        [
+            packet(opcode::SETQ, &extras, b"k", b"hello"),
+            packet(opcode::GETQ, &[], b"missing", b""),
+            packet(opcode::GETK, &[], b"k", b""),
+            // Refused before its value arrives, which is then skipped.
+            packet(opcode::SET, &extras, b"big", &[b'x'; 2000]),
+            packet(opcode::APPENDQ, &[], b"k", b"!"),
+            // Verbosity is unknown to memcached 1.6: its extras are skipped.
+            packet(opcode::VERBOSITY, &[], b"", b"abcd"),
+            packet(opcode::GET, &[], b"k", b""),
+            packet(opcode::NOOP, &[], b"", b""),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn chunked_input_gives_the_replies_of_whole_input() {
+        let (whole, _) = feed(&mut session(), &script(), usize::MAX);
+        assert_eq!(
+            responses(&whole),
+            vec![
+                (opcode::GETK, 0, b"k".to_vec(), b"hello".to_vec()),
+                (opcode::SET, 3, vec![], b"Too large.".to_vec()),
+                (opcode::VERBOSITY, 0x81, vec![], b"Unknown command".to_vec()),
+                (opcode::GET, 0, vec![], b"hello!".to_vec()),
+                (opcode::NOOP, 0, vec![], vec![]),
+            ]
+        );
+        for chunk in [1, 2, 5, 24, 100] {
+            assert_eq!(feed(&mut session(), &script(), chunk).0, whole, "{chunk}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_magic_byte_loses_the_replies_not_yet_sent() {
+        let mut input = [
+            packet(opcode::GET, &[], b"a", b""),
+            packet(opcode::NOOP, &[], b"", b""),
+            packet(opcode::VERSION, &[], b"", b""),
+        ]
+        .concat();
+        input.extend_from_slice(&[0; HEADER_LEN]);
+        let (out, next) = feed(&mut session(), &input, usize::MAX);
+        assert_eq!(next, Next::Close);
+        // The miss and the noop went out; the version reply had not.
+        let codes: Vec<u8> = responses(&out).iter().map(|r| r.0).collect();
+        assert_eq!(codes, vec![opcode::GET, opcode::NOOP]);
+    }
+
+    #[test]
+    fn malformed_packets_are_answered_and_closed() {
+        let (out, next) = feed(
+            &mut session(),
+            &packet(opcode::GET, &[0; 4], b"k", b""),
+            usize::MAX,
+        );
+        assert_eq!(next, Next::Close);
+        assert_eq!(
+            responses(&out),
+            vec![(opcode::GET, 4, vec![], b"Invalid arguments".to_vec())]
+        );
+    }
+}
