@@ -30,9 +30,9 @@ pub struct BinarySession {
     /// Bytes still to throw away: a refused value, or what memcached skips
     /// after an unknown command.
     swallow: usize,
-    /// The reply that waits until they are: memcached answers an unknown
-    /// command only once it has skipped what it skips.
-    after_swallow: Option<Response>,
+    /// The error reply that waits until they are: memcached sends nothing
+    /// while it skips bytes.
+    after_swallow: Option<(Response, Status)>,
     /// Set when a reply was one that memcached sends at once.
     flushed: bool,
 }
@@ -83,8 +83,8 @@ impl Session for BinarySession {
                 if self.swallow > 0 {
                     return need_input(pos, 0);
                 }
-                if let Some(reply) = self.after_swallow.take() {
-                    reply.error(out, Status::UnknownCommand);
+                if let Some((reply, status)) = self.after_swallow.take() {
+                    reply.error(out, status);
                 }
             }
             if pos == input.len() {
@@ -364,7 +364,7 @@ impl BinarySession {
             Command::Unknown { swallow: 0 } => self.fail(out, reply, Status::UnknownCommand),
             Command::Unknown { swallow } => {
                 self.swallow = swallow;
-                self.after_swallow = Some(reply);
+                self.after_swallow = Some((reply, Status::UnknownCommand));
             }
             Command::Refused { status } => {
                 reply.error(out, status);
@@ -394,10 +394,8 @@ impl BinarySession {
         value_len: usize,
     ) -> Step {
         bump(&self.counters().store_too_large);
-        // memcached answers at once and goes on to skip the value, so this
-        // reply is not sent before the input runs out.
-        reply.error(out, status);
         self.swallow = value_len;
+        self.after_swallow = Some((reply, status));
         Step::Consumed(head_len)
     }
 
