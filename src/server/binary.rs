@@ -224,7 +224,7 @@ impl BinarySession {
                         if kind == StoreKind::Set {
                             ctx.store.delete(key);
                         }
-                        return self.refuse_value(out, reply, Status::TooLarge, len, value_len);
+                        return self.refuse_value(reply, Status::TooLarge, len, value_len);
                     }
                 };
                 bump(&counters.cmd_set);
@@ -264,7 +264,7 @@ impl BinarySession {
                         if ctx.store.item_fits(key.len(), 0, value_len) {
                             return Step::AwaitValue(len + value_len);
                         }
-                        return self.refuse_value(out, reply, Status::TooLarge, len, value_len);
+                        return self.refuse_value(reply, Status::TooLarge, len, value_len);
                     }
                 };
                 bump(&counters.cmd_set);
@@ -384,10 +384,10 @@ impl BinarySession {
         }
     }
 
-    /// Answers a value refused before it arrived, then throws it away.
+    /// Refuses a value before it arrives: it is thrown away as it comes, and
+    /// answered once it has been.
     fn refuse_value(
         &mut self,
-        out: &mut Vec<u8>,
         reply: Response,
         status: Status,
         head_len: usize,
