@@ -114,6 +114,8 @@ pub enum Status {
     InvalidArguments = 0x04,
     NotStored = 0x05,
     NonNumeric = 0x06,
+    /// Also memcached's answer to a flush when flushing is disabled (`-F`).
+    AuthError = 0x20,
     UnknownCommand = 0x81,
     OutOfMemory = 0x82,
 }
@@ -129,6 +131,7 @@ impl Status {
             Status::InvalidArguments => "Invalid arguments",
             Status::NotStored => "Not stored.",
             Status::NonNumeric => "Non-numeric server-side value for incr or decr",
+            Status::AuthError => "Auth failure.",
             Status::UnknownCommand => "Unknown command",
             Status::OutOfMemory => "Out of memory",
         }

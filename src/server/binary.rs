@@ -13,7 +13,7 @@
 //! the replies collected since are lost. The session keeps the same mark
 //! (`sent`) and drops what lies beyond it when it meets a wrong magic byte.
 
-use super::counters::{bump, WorkerCounters};
+use super::counters::bump;
 use super::stats::{self, Gathered, StatSink};
 use super::ServerContext;
 use crate::protocol::binary::{
@@ -56,10 +56,6 @@ impl BinarySession {
             after_swallow: None,
             flushed: false,
         }
-    }
-
-    fn counters(&self) -> &WorkerCounters {
-        &self.ctx.counters[self.worker]
     }
 
     /// An error reply; memcached sends these at once.
@@ -338,9 +334,13 @@ impl BinarySession {
             }
             Command::Flush { exptime } => {
                 bump(&counters.cmd_flush);
-                ctx.flush_all(i64::from(exptime));
-                if !quiet {
-                    reply.success(out, 0, b"", b"", b"");
+                if !ctx.settings.flush_enabled {
+                    self.fail(out, reply, Status::AuthError);
+                } else {
+                    ctx.flush_all(i64::from(exptime));
+                    if !quiet {
+                        reply.success(out, 0, b"", b"", b"");
+                    }
                 }
             }
             Command::Noop => {
@@ -393,7 +393,6 @@ impl BinarySession {
         head_len: usize,
         value_len: usize,
     ) -> Step {
-        bump(&self.counters().store_too_large);
         self.swallow = value_len;
         self.after_swallow = Some((reply, status));
         Step::Consumed(head_len)
@@ -409,7 +408,6 @@ impl BinarySession {
         new_cas: u64,
         not_stored: Status,
     ) {
-        let counters = &self.ctx.counters[self.worker];
         match outcome {
             StoreOutcome::Stored => {
                 if !quiet {
@@ -419,16 +417,11 @@ impl BinarySession {
             StoreOutcome::Exists => self.fail(out, reply, Status::KeyExists),
             StoreOutcome::NotFound => self.fail(out, reply, Status::KeyNotFound),
             StoreOutcome::NotStored => self.fail(out, reply, not_stored),
-            // memcached refuses these while reading the value, and so
-            // answers them as it answers a refused value.
-            StoreOutcome::TooLarge => {
-                bump(&counters.store_too_large);
-                reply.error(out, Status::TooLarge);
-            }
-            StoreOutcome::NoMemory => {
-                bump(&counters.store_no_memory);
-                reply.error(out, Status::OutOfMemory);
-            }
+            // memcached refuses these while reading the value: it answers
+            // them as it answers a refused value, and (unlike the text
+            // protocol) counts them nowhere.
+            StoreOutcome::TooLarge => reply.error(out, Status::TooLarge),
+            StoreOutcome::NoMemory => reply.error(out, Status::OutOfMemory),
         }
     }
 }
