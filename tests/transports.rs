@@ -373,7 +373,9 @@ const DIFFERENTIAL_SCRIPT: &[&[u8]] = &[
     b"incr q 5\r\ndecr q 100\r\n",
     b"append a 0 0 2\r\nde\r\nprepend a 0 0 2\r\nxy\r\nget a\r\n",
     b"quit\r\nget a\r\n",
-    b"get a\nget b\n",
+    // One command with a bare newline. (Two such commands in one datagram are
+    // not compared: memcached 1.6.18 sometimes answers only the first.)
+    b"get a\n",
     b"get\r\n",
 ];
 

@@ -1,15 +1,18 @@
 //! The `rat_memcached` server: the reactor, the protocol and the store joined.
 //!
 //! [`run`] builds the store from the settings, starts the reactor with a
-//! [`TextSession`](session::TextSession) per connection and a background
+//! [`ProtocolSession`](protocol::ProtocolSession) per connection (text or
+//! binary, decided by its first byte) and a background
 //! thread that sweeps expired items, and returns when a client's `shutdown`
 //! (enabled with `-A`) stops the reactor.
 
+mod binary;
 mod counters;
+mod protocol;
 mod session;
 mod stats;
 
-use crate::config::{ProtocolMode, Settings};
+use crate::config::Settings;
 use crate::reactor::{
     ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
     UnixEndpoint,
@@ -17,7 +20,7 @@ use crate::reactor::{
 use crate::store::{Store, StoreConfig};
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
-use session::TextSession;
+use protocol::ProtocolSession;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -113,10 +116,10 @@ impl ServerContext {
 struct Sessions(Arc<ServerContext>);
 
 impl SessionFactory for Sessions {
-    type Session = TextSession;
+    type Session = ProtocolSession;
 
-    fn open(&self, worker: usize, _conn: &ConnEntry) -> TextSession {
-        TextSession::new(Arc::clone(&self.0), worker)
+    fn open(&self, worker: usize, _conn: &ConnEntry) -> ProtocolSession {
+        ProtocolSession::new(Arc::clone(&self.0), worker)
     }
 }
 
@@ -130,12 +133,6 @@ pub struct Server {
 impl Server {
     /// Binds the listening sockets and starts serving.
     pub fn start(settings: Settings) -> io::Result<Server> {
-        if settings.protocol == ProtocolMode::Binary {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "-B binary: the binary protocol is not available yet; use -B ascii or auto",
-            ));
-        }
         let (ctx, requests) = ServerContext::new(settings);
         let ctx = Arc::new(ctx);
         let threads = ctx.counters.len();

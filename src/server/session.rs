@@ -35,6 +35,11 @@ pub struct TextSession {
 }
 
 impl TextSession {
+    /// The server this session belongs to and its worker thread.
+    pub fn context(&self) -> (&Arc<ServerContext>, usize) {
+        (&self.ctx, self.worker)
+    }
+
     pub fn new(ctx: Arc<ServerContext>, worker: usize) -> TextSession {
         TextSession {
             ctx,
@@ -292,6 +297,8 @@ impl TextSession {
                         answer(out, noreply, "NOT_FOUND");
                     }
                     Err(DeltaError::NonNumeric) => answer(out, noreply, text::NON_NUMERIC),
+                    // Text requests carry no CAS condition.
+                    Err(DeltaError::Exists) => answer(out, noreply, "EXISTS"),
                     Err(DeltaError::NoMemory) => answer(out, noreply, text::NO_MEMORY_DELTA),
                 }
             }

@@ -65,6 +65,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 
+use crate::ascii::{format_u64, MAX_DIGITS};
 use budget::{Budget, Charge};
 use item::{item_data, memcached_item_size, MAX_KEY_LEN};
 use shard::{Delta, Moment, Shard, StoreRequest};
@@ -147,9 +148,41 @@ pub enum StoreOutcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeltaError {
     NotFound,
+    /// The item's CAS is not the one the request named.
+    Exists,
     /// The item's value is not a decimal number memcached would accept.
     NonNumeric,
     NoMemory,
+}
+
+/// What a delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// The item's CAS is not the one the request named.
+    Exists,
+}
+
+/// An incr or decr as the binary protocol asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaRequest {
+    pub incr: bool,
+    pub delta: u64,
+    /// When not 0, the item's CAS must equal it.
+    pub expected_cas: u64,
+    /// Create a missing item holding this number, with flags 0 and this expiry.
+    pub create: Option<(u64, Expiry)>,
+}
+
+/// What an applied [`DeltaRequest`] left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaApplied {
+    pub value: u64,
+    /// The item's new CAS (0 when CAS is disabled).
+    pub cas: u64,
+    /// The item was missing and was created with the initial value.
+    pub created: bool,
 }
 
 /// A live item, lent to a reader while its stripe is locked.
@@ -297,12 +330,28 @@ impl Store {
         exptime: Expiry,
         value: &[u8],
     ) -> StoreOutcome {
+        self.store_with_cas(mode, key, flags, exptime, value, 0).0
+    }
+
+    /// [`store`](Self::store) that also returns the CAS the item got (0 unless stored or
+    /// when CAS is disabled). For append and prepend, a non-zero `expected_cas` must equal
+    /// the item's CAS or the outcome is [`StoreOutcome::Exists`]; the other modes take
+    /// their condition from [`StoreMode::Cas`].
+    pub fn store_with_cas(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        flags: u32,
+        exptime: Expiry,
+        value: &[u8],
+        expected_cas: u64,
+    ) -> (StoreOutcome, u64) {
         if !self.item_fits(key.len(), flags, value.len()) {
             if mode == StoreMode::Set {
                 // memcached unlinks the old item so that a failed set leaves no stale data.
                 self.remove(key);
             }
-            return StoreOutcome::TooLarge;
+            return (StoreOutcome::TooLarge, 0);
         }
         let hash = self.shared.hash(key);
         let concatenating = matches!(mode, StoreMode::Append | StoreMode::Prepend);
@@ -314,11 +363,13 @@ impl Store {
             value,
             // Copy the value before taking the lock; append/prepend need the old item first.
             data: (!concatenating).then(|| item_data(key, value)),
+            expected_cas,
+            stored_cas: 0,
         };
         let outcome = self.with_room(hash, |shard, moment, prepaid| {
             shard.store(&self.shared, hash, &mut request, moment, prepaid)
         });
-        match outcome {
+        let outcome = match outcome {
             Some(StoreOutcome::NoMemory) | None if mode == StoreMode::Set => {
                 self.remove(key);
                 StoreOutcome::NoMemory
@@ -326,16 +377,36 @@ impl Store {
             Some(outcome) => outcome,
             None if concatenating => StoreOutcome::NotStored,
             None => StoreOutcome::NoMemory,
+        };
+        let cas = if outcome == StoreOutcome::Stored {
+            self.visible_cas(request.stored_cas)
+        } else {
+            0
+        };
+        (outcome, cas)
+    }
+
+    /// A CAS as clients see it: 0 when CAS is disabled.
+    fn visible_cas(&self, cas: u64) -> u64 {
+        if self.shared.cas_enabled {
+            cas
+        } else {
+            0
         }
     }
 
     /// Deletes a live item; false if there was none.
     pub fn delete(&self, key: &[u8]) -> bool {
+        self.delete_if_cas(key, 0) == DeleteOutcome::Deleted
+    }
+
+    /// Deletes a live item if its CAS is `expected_cas`, or whatever its CAS when that is 0.
+    pub fn delete_if_cas(&self, key: &[u8], expected_cas: u64) -> DeleteOutcome {
         let hash = self.shared.hash(key);
         let moment = self.moment();
         self.stripe(hash)
             .lock()
-            .delete(&self.shared, hash, key, &moment)
+            .delete(&self.shared, hash, key, expected_cas, &moment)
     }
 
     /// Sets a live item's expiry without changing its CAS; false if there was none.
@@ -351,6 +422,48 @@ impl Store {
     /// 2^64, decr stops at 0, and a shorter result is written in place padded with spaces.
     /// Returns the new value.
     pub fn incr_decr(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, DeltaError> {
+        self.apply_delta(key, incr, delta, 0)
+            .map(|(value, _)| value)
+    }
+
+    /// incr/decr with the binary protocol's extras: a CAS condition, and an initial value
+    /// to create a missing item with.
+    pub fn delta(&self, key: &[u8], request: DeltaRequest) -> Result<DeltaApplied, DeltaError> {
+        loop {
+            let applied = self.apply_delta(key, request.incr, request.delta, request.expected_cas);
+            let (Err(DeltaError::NotFound), Some((initial, exptime))) = (applied, request.create)
+            else {
+                return applied.map(|(value, cas)| DeltaApplied {
+                    value,
+                    cas,
+                    created: false,
+                });
+            };
+            // memcached adds the initial value as a new item, ignoring the CAS condition.
+            let mut buf = [0; MAX_DIGITS];
+            let digits = format_u64(initial, &mut buf);
+            match self.store_with_cas(StoreMode::Add, key, 0, exptime, digits, 0) {
+                (StoreOutcome::Stored, cas) => {
+                    return Ok(DeltaApplied {
+                        value: initial,
+                        cas,
+                        created: true,
+                    })
+                }
+                // Another client added the item first: apply the delta to theirs.
+                (StoreOutcome::NotStored, _) => continue,
+                _ => return Err(DeltaError::NoMemory),
+            }
+        }
+    }
+
+    fn apply_delta(
+        &self,
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+        expected_cas: u64,
+    ) -> Result<(u64, u64), DeltaError> {
         let hash = self.shared.hash(key);
         let delta = if incr {
             Delta::Incr(delta)
@@ -358,9 +471,17 @@ impl Store {
             Delta::Decr(delta)
         };
         self.with_room(hash, |shard, moment, prepaid| {
-            shard.incr_decr(&self.shared, hash, key, delta, moment, prepaid)
+            shard.incr_decr(
+                &self.shared,
+                hash,
+                key,
+                (delta, expected_cas),
+                moment,
+                prepaid,
+            )
         })
         .unwrap_or(Err(DeltaError::NoMemory))
+        .map(|(value, cas)| (value, self.visible_cas(cas)))
     }
 
     /// `flush_all [delay]`: items stored before the moment become invisible from that moment.

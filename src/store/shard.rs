@@ -16,7 +16,7 @@ use super::clock::{Expiry, RelTime};
 use super::eviction::{EvictionPolicy, Lru};
 use super::item::{item_cost, item_data, memcached_item_size, ItemMeta, Slot, SlotIndex, NIL};
 use super::stats::ShardCounters;
-use super::{DeltaError, ItemView, Shared, StoreMode, StoreOutcome};
+use super::{DeleteOutcome, DeltaError, ItemView, Shared, StoreMode, StoreOutcome};
 use crate::ascii::{format_u64, parse_u64, MAX_DIGITS};
 
 /// A stripe whose arena is at least this long is compacted once more than an eighth of it
@@ -74,6 +74,10 @@ pub struct StoreRequest<'a> {
     /// `key` followed by `value`, built before the lock was taken; used by every mode but
     /// append and prepend, and kept for the next attempt when one fails for want of room.
     pub data: Option<Box<[u8]>>,
+    /// For append and prepend: when not 0, the item's CAS must equal it.
+    pub expected_cas: u64,
+    /// The CAS the item got, once stored.
+    pub stored_cas: u64,
 }
 
 /// An incr or decr: incr wraps at 2^64, decr stops at 0.
@@ -199,13 +203,24 @@ impl<P: EvictionPolicy> Shard<P> {
         true
     }
 
-    pub fn delete(&mut self, shared: &Shared, hash: u64, key: &[u8], moment: &Moment) -> bool {
+    /// Deletes a visible item whose CAS is `expected_cas` (any CAS when 0).
+    pub fn delete(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        key: &[u8],
+        expected_cas: u64,
+        moment: &Moment,
+    ) -> DeleteOutcome {
         let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
-            return false;
+            return DeleteOutcome::NotFound;
         };
+        if expected_cas != 0 && self.slots[index as usize].cas != expected_cas {
+            return DeleteOutcome::Exists;
+        }
         self.unlink(shared, hash, index);
         self.maybe_compact(shared);
-        true
+        DeleteOutcome::Deleted
     }
 
     /// Removes the item under `key` whatever its state (a failed set must not leave stale
@@ -234,6 +249,12 @@ impl<P: EvictionPolicy> Shard<P> {
             }
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
                 return Ok(StoreOutcome::NotStored);
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(index))
+                if request.expected_cas != 0
+                    && self.slots[index as usize].cas != request.expected_cas =>
+            {
+                return Ok(StoreOutcome::Exists);
             }
             (StoreMode::Cas(_), None) => return Ok(StoreOutcome::NotFound),
             (StoreMode::Cas(expected), Some(index))
@@ -291,6 +312,7 @@ impl<P: EvictionPolicy> Shard<P> {
             exptime,
             time: moment.now,
         };
+        request.stored_cas = meta.cas;
         match existing {
             Some(index) => {
                 let slot = &self.slots[index as usize];
@@ -330,14 +352,22 @@ impl<P: EvictionPolicy> Shard<P> {
         shared: &Shared,
         hash: u64,
         key: &[u8],
-        delta: Delta,
+        (delta, expected_cas): (Delta, u64),
         moment: &Moment,
         prepaid: &mut Charge,
-    ) -> Result<Result<u64, DeltaError>, Charge> {
+    ) -> Result<Result<(u64, u64), DeltaError>, Charge> {
         let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
             return Ok(Err(DeltaError::NotFound));
         };
-        let Some(current) = parse_u64(self.slots[index as usize].value()) else {
+        // memcached's order: an empty value, then the CAS, then the number.
+        let slot = &self.slots[index as usize];
+        if slot.value().is_empty() {
+            return Ok(Err(DeltaError::NonNumeric));
+        }
+        if expected_cas != 0 && slot.cas != expected_cas {
+            return Ok(Err(DeltaError::Exists));
+        }
+        let Some(current) = parse_u64(slot.value()) else {
             return Ok(Err(DeltaError::NonNumeric));
         };
         let updated = match delta {
@@ -357,7 +387,7 @@ impl<P: EvictionPolicy> Shard<P> {
             value[digits.len()..].fill(b' ');
             slot.cas = shared.next_cas();
             slot.time = moment.now;
-            return Ok(Ok(updated));
+            return Ok(Ok((updated, slot.cas)));
         }
 
         // The number grew longer than the item: replace it, keeping flags and expiry.
@@ -379,7 +409,7 @@ impl<P: EvictionPolicy> Shard<P> {
         self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
         self.counters.total_items += 1;
         self.maybe_compact(shared);
-        Ok(Ok(updated))
+        Ok(Ok((updated, meta.cas)))
     }
 
     /// Reserves `need` (using `prepaid` first), evicting from this stripe as required, but
