@@ -73,6 +73,12 @@ fn run(settings: Settings) -> ExitCode {
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
+    for addr in server.udp_addrs() {
+        log::info!("listening on UDP {addr}");
+    }
+    if let Some(path) = server.unix_path() {
+        log::info!("listening on unix socket {}", path.display());
+    }
     let shutdown = server.shutdown_handle();
     process::on_termination_signal(signals, move || {
         log::info!("termination signal received, shutting down");

@@ -25,6 +25,8 @@
 //! # comment                a line starting with '#' is ignored, and so is a blank line
 //! > TEXT                   bytes to send
 //! ~ TEXT                   bytes to send, without a sync (see below)
+//! B PACKET                 a binary-protocol request to send (see below)
+//! b PACKET                 a binary-protocol request to send, without a sync
 //! < TEXT                   recorded reply of the step above (normalised, see below)
 //! <                        recorded: the step above got no reply at all
 //! <EOF>                    recorded: the server closed the connection
@@ -46,13 +48,43 @@
 //! or the server is expected to close the connection — and reads until the server closes
 //! the connection or stays silent for 300 ms.
 //!
+//! # Binary packets
+//!
+//! A `B` or `b` line is one request packet, written as an opcode name and fields:
+//!
+//! ```text
+//! B set key=k flags=5 exptime=0 value=hello cas=#1 opaque=7
+//! B incrq key=n delta=1 initial=10 exptime=0xffffffff
+//! b get key=k magic=0x81                   (a wrong magic byte)
+//! b 0x50 key=abc bodylen=2                 (an unknown opcode, lengths that do not add up)
+//! ```
+//!
+//! The opcode is a name (`get`, `getq`, `getk`, `getkq`, `set`, `setq`, `add`, `addq`,
+//! `replace`, `replaceq`, `delete`, `deleteq`, `incr`, `incrq`, `decr`, `decrq`, `append`,
+//! `appendq`, `prepend`, `prependq`, `quit`, `quitq`, `flush`, `flushq`, `noop`, `version`,
+//! `stat`, `verbosity`, `touch`, `gat`, `gatq`, `gatk`, `gatkq`, `sasl_list`, `sasl_auth`,
+//! `sasl_step`) or a number. `key=` and `value=` take escaped text as `>` lines do (write
+//! a space as `\x20`). The extras are built from `flags=`, `exptime=` (4 bytes each),
+//! `delta=`, `initial=` (8 bytes each) and `extras=HEX`, in the order written. `cas=` is a
+//! number or `#N` (the CAS that appeared as `#N`); `opaque=`, `datatype=` and `vbucket=`
+//! fill their header fields; `magic=`, `keylen=`, `extlen=` and `bodylen=` override what
+//! the header would say. Numbers are decimal or `0x` hex.
+//!
+//! A run of `B` lines is one step sent in one write, followed by a binary noop whose reply
+//! marks the end of the step's replies (a `b` step reads like a `~` step). Binary replies
+//! are recorded one packet per line, decoded:
+//! `RES get status=0x0000 opaque=0 cas=#1 extras=00000005 value=hello`; bytes that do not
+//! form a response packet follow as `RAW ...`.
+//!
 //! Normalisation, for what cannot match between two servers: a `VERSION x` line becomes
 //! `VERSION`; the CAS value of a `VALUE` line becomes `#1`, `#2`… in order of first
 //! appearance within the script, and so do the CAS values a meta reply returns (its
 //! `c<digits>` flags, and `cas=<digits>` in an `ME` line: `c#1`, `cas=#1`; `c0` stays),
 //! numbered together with those of `VALUE` lines; `STAT` lines are dropped (the `stats` replies are checked
 //! for form and for counter movement by `stats_replies_are_well_formed`); a connection
-//! reset counts as a close.
+//! reset counts as a close. In binary replies the CAS field is named the same way (0
+//! stays 0), a version reply loses its value, and the statistics of a stat reply are
+//! dropped, leaving the empty packet that ends it.
 
 mod common;
 
@@ -93,6 +125,261 @@ fn corpus_dir() -> PathBuf {
 enum Piece {
     Bytes(Vec<u8>),
     Cas(usize),
+    Packet(Box<Packet>),
+}
+
+/// A CAS field: a number, or the value that appeared as `#N`.
+#[derive(Debug, Clone, Copy)]
+enum CasField {
+    Number(u64),
+    Seen(usize),
+}
+
+/// A binary request as a `B` line describes it.
+#[derive(Debug, Clone)]
+struct Packet {
+    magic: u8,
+    opcode: u8,
+    key: Vec<u8>,
+    extras: Vec<u8>,
+    value: Vec<u8>,
+    cas: CasField,
+    opaque: u32,
+    data_type: u8,
+    vbucket: u16,
+    key_len: Option<u16>,
+    extras_len: Option<u8>,
+    body_len: Option<u32>,
+}
+
+const OPCODES: &[(&str, u8)] = &[
+    ("get", 0x00),
+    ("set", 0x01),
+    ("add", 0x02),
+    ("replace", 0x03),
+    ("delete", 0x04),
+    ("incr", 0x05),
+    ("decr", 0x06),
+    ("quit", 0x07),
+    ("flush", 0x08),
+    ("getq", 0x09),
+    ("noop", 0x0a),
+    ("version", 0x0b),
+    ("getk", 0x0c),
+    ("getkq", 0x0d),
+    ("append", 0x0e),
+    ("prepend", 0x0f),
+    ("stat", 0x10),
+    ("setq", 0x11),
+    ("addq", 0x12),
+    ("replaceq", 0x13),
+    ("deleteq", 0x14),
+    ("incrq", 0x15),
+    ("decrq", 0x16),
+    ("quitq", 0x17),
+    ("flushq", 0x18),
+    ("appendq", 0x19),
+    ("prependq", 0x1a),
+    ("verbosity", 0x1b),
+    ("touch", 0x1c),
+    ("gat", 0x1d),
+    ("gatq", 0x1e),
+    ("sasl_list", 0x20),
+    ("sasl_auth", 0x21),
+    ("sasl_step", 0x22),
+    ("gatk", 0x23),
+    ("gatkq", 0x24),
+];
+
+const NOOP: u8 = 0x0a;
+const VERSION: u8 = 0x0b;
+const STAT: u8 = 0x10;
+
+/// The opaque of the noop that ends a binary step.
+const SYNC_OPAQUE: u32 = 0x5359_4e43;
+
+fn opcode_name(opcode: u8) -> String {
+    OPCODES
+        .iter()
+        .find(|(_, code)| *code == opcode)
+        .map_or_else(|| format!("{opcode:#04x}"), |(name, _)| (*name).to_owned())
+}
+
+fn parse_number(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("bad number {text:?}"))
+}
+
+fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() % 2 != 0 {
+        return Err(format!("odd-length hex {text:?}"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| format!("bad hex {text:?}")))
+        .collect()
+}
+
+/// Parses the text of a `B` or `b` line.
+fn parse_packet(text: &str) -> Result<Packet, String> {
+    let mut words = text.split(' ').filter(|w| !w.is_empty());
+    let name = words.next().ok_or("a packet needs an opcode")?;
+    let opcode = match OPCODES.iter().find(|(known, _)| *known == name) {
+        Some((_, code)) => *code,
+        None => u8::try_from(parse_number(name)?).map_err(|_| format!("bad opcode {name}"))?,
+    };
+    let mut packet = Packet {
+        magic: 0x80,
+        opcode,
+        key: Vec::new(),
+        extras: Vec::new(),
+        value: Vec::new(),
+        cas: CasField::Number(0),
+        opaque: 0,
+        data_type: 0,
+        vbucket: 0,
+        key_len: None,
+        extras_len: None,
+        body_len: None,
+    };
+    for word in words {
+        let (field, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("expected field=value, got {word:?}"))?;
+        let number = || parse_number(value);
+        let narrow = |bits: u32| -> Result<u64, String> {
+            let n = number()?;
+            if bits < 64 && n >> bits != 0 {
+                return Err(format!("{field}={value} does not fit in {bits} bits"));
+            }
+            Ok(n)
+        };
+        match field {
+            "key" => packet.key = unescape_bytes(value)?,
+            "value" => packet.value = unescape_bytes(value)?,
+            "flags" | "exptime" => packet
+                .extras
+                .extend_from_slice(&(narrow(32)? as u32).to_be_bytes()),
+            "delta" | "initial" => packet.extras.extend_from_slice(&number()?.to_be_bytes()),
+            "extras" => packet.extras.extend(parse_hex(value)?),
+            "cas" => {
+                packet.cas = match value.strip_prefix('#') {
+                    Some(n) => CasField::Seen(
+                        n.parse()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or_else(|| format!("bad cas reference {value}"))?,
+                    ),
+                    None => CasField::Number(number()?),
+                }
+            }
+            "opaque" => packet.opaque = narrow(32)? as u32,
+            "datatype" => packet.data_type = narrow(8)? as u8,
+            "vbucket" => packet.vbucket = narrow(16)? as u16,
+            "magic" => packet.magic = narrow(8)? as u8,
+            "keylen" => packet.key_len = Some(narrow(16)? as u16),
+            "extlen" => packet.extras_len = Some(narrow(8)? as u8),
+            "bodylen" => packet.body_len = Some(narrow(32)? as u32),
+            _ => return Err(format!("unknown packet field {field:?}")),
+        }
+    }
+    Ok(packet)
+}
+
+impl Packet {
+    /// The packet's bytes, with `cas` for its CAS field.
+    fn encode(&self, cas: u64, out: &mut Vec<u8>) {
+        let body_len = self.extras.len() + self.key.len() + self.value.len();
+        out.push(self.magic);
+        out.push(self.opcode);
+        let key_len = self.key_len.unwrap_or(self.key.len() as u16);
+        out.extend_from_slice(&key_len.to_be_bytes());
+        out.push(self.extras_len.unwrap_or(self.extras.len() as u8));
+        out.push(self.data_type);
+        out.extend_from_slice(&self.vbucket.to_be_bytes());
+        let body_len = self.body_len.unwrap_or(body_len as u32);
+        out.extend_from_slice(&body_len.to_be_bytes());
+        out.extend_from_slice(&self.opaque.to_be_bytes());
+        out.extend_from_slice(&cas.to_be_bytes());
+        out.extend_from_slice(&self.extras);
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.value);
+    }
+}
+
+/// A binary noop with the sync opaque.
+fn sync_packet() -> Vec<u8> {
+    let mut out = Vec::new();
+    Packet {
+        opaque: SYNC_OPAQUE,
+        ..parse_packet("noop").expect("noop parses")
+    }
+    .encode(0, &mut out);
+    out
+}
+
+/// A complete response packet at the start of `buf`: (opcode, opaque, length).
+fn response_at(buf: &[u8]) -> Option<(u8, u32, usize)> {
+    if buf.len() < 24 || buf[0] != 0x81 {
+        return None;
+    }
+    let body_len = u32::from_be_bytes(buf[8..12].try_into().ok()?) as usize;
+    let opaque = u32::from_be_bytes(buf[12..16].try_into().ok()?);
+    (buf.len() >= 24 + body_len).then_some((buf[1], opaque, 24 + body_len))
+}
+
+/// Decodes binary replies into the recorded form (see the module docs).
+fn normalise_binary(reply: &[u8], cas_names: &mut CasNames) -> Vec<u8> {
+    let mut out = String::new();
+    let mut pos = 0;
+    while let Some((opcode, opaque, len)) = response_at(&reply[pos..]) {
+        let packet = &reply[pos..pos + len];
+        pos += len;
+        let key_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        let extras_len = usize::from(packet[4]);
+        let status = u16::from_be_bytes([packet[6], packet[7]]);
+        let cas = u64::from_be_bytes(packet[16..24].try_into().expect("8 bytes"));
+        let body = &packet[24..];
+        let extras = body.get(..extras_len).unwrap_or(body);
+        let key = body.get(extras_len..extras_len + key_len).unwrap_or(b"");
+        let value = body.get(extras_len + key_len..).unwrap_or(b"");
+        if opcode == STAT && status == 0 && key_len > 0 {
+            continue;
+        }
+        let cas = if cas == 0 {
+            "0".to_owned()
+        } else {
+            cas_names.name(cas.to_string().as_bytes())
+        };
+        let _ = write!(
+            out,
+            "RES {} status={status:#06x} opaque={opaque} cas={cas}",
+            opcode_name(opcode)
+        );
+        if packet[5] != 0 {
+            let _ = write!(out, " datatype={}", packet[5]);
+        }
+        if !extras.is_empty() {
+            let hex: String = extras.iter().map(|b| format!("{b:02x}")).collect();
+            let _ = write!(out, " extras={hex}");
+        }
+        if !key.is_empty() {
+            let _ = write!(out, " key={}", escape(key));
+        }
+        if opcode == VERSION && status == 0 {
+            out.push_str(" value=VERSION");
+        } else if !value.is_empty() {
+            let _ = write!(out, " value={}", escape(value));
+        }
+        out.push('\n');
+    }
+    if pos < reply.len() {
+        let _ = writeln!(out, "RAW {}", escape(&reply[pos..]));
+    }
+    out.into_bytes()
 }
 
 /// What a step got back, after normalisation.
@@ -107,8 +394,10 @@ struct Step {
     /// 1-based line numbers of the step's first and last send line.
     first_line: usize,
     last_line: usize,
-    /// True for `>` steps (sync after sending), false for `~` steps.
+    /// True for `>` and `B` steps (sync after sending), false for `~` and `b` steps.
     sync: bool,
+    /// True for `B` and `b` steps.
+    binary: bool,
     payload: Vec<Piece>,
     /// The send lines as written, for messages.
     source: String,
@@ -233,19 +522,28 @@ fn parse_script(path: &Path) -> Result<Script, String> {
         let number = index + 1;
         let error = |message: String| format!("{name}:{number}: {message}");
         let send = match line.as_bytes().first() {
-            Some(b'>') => Some(true),
-            Some(b'~') => Some(false),
+            Some(b'>') => Some((true, false)),
+            Some(b'~') => Some((false, false)),
+            Some(b'B') => Some((true, true)),
+            Some(b'b') => Some((false, true)),
             _ => None,
         };
-        if let Some(sync) = send {
+        if let Some((sync, binary)) = send {
             let text = line[1..]
                 .strip_prefix(' ')
                 .ok_or_else(|| error("expected a space after the marker".into()))?;
-            let pieces = unescape(text, true).map_err(error)?;
+            let pieces = if binary {
+                vec![Piece::Packet(Box::new(parse_packet(text).map_err(error)?))]
+            } else {
+                unescape(text, true).map_err(error)?
+            };
             if let (true, Some(Action::Step(step))) = (step_open, actions.last_mut()) {
-                if step.sync == sync {
+                if step.sync == sync && step.binary == binary {
                     step.payload.extend(pieces);
                     step.last_line = number;
+                    if binary {
+                        step.source.push_str(" | ");
+                    }
                     step.source.push_str(text);
                     continue;
                 }
@@ -254,6 +552,7 @@ fn parse_script(path: &Path) -> Result<Script, String> {
                 first_line: number,
                 last_line: number,
                 sync,
+                binary,
                 payload: pieces,
                 source: text.to_owned(),
                 recorded: None,
@@ -552,6 +851,33 @@ impl Connection {
         }
     }
 
+    /// Reads until the replies end with the reply to the sync noop, or the server closes.
+    fn read_synced_binary(&mut self) -> Result<Vec<u8>, String> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let mut buf = Vec::new();
+        loop {
+            let mut pos = 0;
+            while let Some((opcode, opaque, len)) = response_at(&buf[pos..]) {
+                if opcode == NOOP && opaque == SYNC_OPAQUE && pos + len == buf.len() {
+                    buf.truncate(pos);
+                    return Ok(buf);
+                }
+                pos += len;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no sync reply within {STEP_TIMEOUT:?}; received {}",
+                    escape(&buf)
+                ));
+            }
+            if self.read_some(&mut buf, left)? == Some(0) {
+                self.closed = true;
+                return Ok(buf);
+            }
+        }
+    }
+
     /// Reads until the server closes the connection or stays silent for [`SILENCE`].
     fn read_until_quiet(&mut self) -> Result<Vec<u8>, String> {
         let deadline = Instant::now() + STEP_TIMEOUT;
@@ -630,21 +956,46 @@ fn run_actions(script: &Script, port: u16, outcomes: &mut Vec<Outcome>) -> Resul
                             })?;
                             payload.extend_from_slice(cas);
                         }
+                        Piece::Packet(packet) => {
+                            let cas = match packet.cas {
+                                CasField::Number(cas) => cas,
+                                CasField::Seen(n) => cas_names
+                                    .seen
+                                    .get(n - 1)
+                                    .and_then(|cas| std::str::from_utf8(cas).ok()?.parse().ok())
+                                    .ok_or_else(|| {
+                                        at(format!("cas=#{n} used before #{n} appeared"))
+                                    })?,
+                            };
+                            packet.encode(cas, &mut payload);
+                        }
                     }
                 }
                 let expected_versions = version_commands(&payload) + 1;
                 if step.sync {
-                    payload.extend_from_slice(SYNC);
+                    if step.binary {
+                        payload.extend_from_slice(&sync_packet());
+                    } else {
+                        payload.extend_from_slice(SYNC);
+                    }
                 }
                 let sent = connection.stream.write_all(&payload);
-                let reply = match (sent, step.sync) {
-                    (Ok(()), true) => connection.read_synced(expected_versions).map_err(at)?,
+                let reply = match (sent, step.sync, step.binary) {
+                    (Ok(()), true, false) => {
+                        connection.read_synced(expected_versions).map_err(at)?
+                    }
+                    (Ok(()), true, true) => connection.read_synced_binary().map_err(at)?,
                     // The server may close early (e.g. on an oversized line), making the write
                     // fail; whatever it said before closing is still there to read.
                     _ => connection.read_until_quiet().map_err(at)?,
                 };
+                let reply = if step.binary {
+                    normalise_binary(&reply, &mut cas_names)
+                } else {
+                    normalise(&reply, &mut cas_names)
+                };
                 outcomes.push(Outcome {
-                    reply: normalise(&reply, &mut cas_names),
+                    reply,
                     closed: connection.closed,
                 });
             }
@@ -767,7 +1118,12 @@ fn compare(
             script.name,
             index + 1,
             step.first_line,
-            if step.sync { "> " } else { "~ " },
+            match (step.sync, step.binary) {
+                (true, false) => "> ",
+                (false, false) => "~ ",
+                (true, true) => "B ",
+                (false, true) => "b ",
+            },
             step.source
         );
         let got = target.outcomes.get(index);

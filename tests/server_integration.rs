@@ -22,6 +22,7 @@ use common::{
 };
 use std::collections::HashMap;
 use std::fs;
+#[cfg(target_os = "linux")]
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -32,9 +33,20 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A `memcache` crate client speaking the text protocol to `server`.
 fn library_client(server: &Server) -> memcache::Client {
-    let url = format!("memcache://127.0.0.1:{}?protocol=ascii", server.port());
+    library_client_at(&format!(
+        "memcache://127.0.0.1:{}?protocol=ascii",
+        server.port()
+    ))
+}
+
+/// A `memcache` crate client speaking the binary protocol (the crate's default).
+fn binary_library_client(server: &Server) -> memcache::Client {
+    library_client_at(&format!("memcache://127.0.0.1:{}", server.port()))
+}
+
+fn library_client_at(url: &str) -> memcache::Client {
     memcache::Client::builder()
-        .add_server(url.as_str())
+        .add_server(url)
         .and_then(|builder| {
             builder
                 .with_read_timeout(Duration::from_secs(10))
@@ -89,6 +101,74 @@ fn store(client: &mut RawClient, key: &str, value: &[u8]) {
 
 // ---------------------------------------------------------------------------------------
 // Through a client library
+
+#[test]
+fn library_binary_protocol() {
+    let server = start_server_under_test(&[]);
+    let client = binary_library_client(&server);
+    let version = client.version().expect("version");
+    assert!(version[0].1.starts_with("1.6"), "version {version:?}");
+
+    client.set("greeting", "hello", 0).expect("set");
+    assert_eq!(
+        client.get::<String>("greeting").expect("get"),
+        Some("hello".into())
+    );
+    assert_eq!(client.get::<String>("missing").expect("get missing"), None);
+    // The binary protocol reports a failed add or replace as an error.
+    assert!(client.add("greeting", "other", 0).is_err());
+    assert!(client.replace("missing", "other", 0).is_err());
+    client.add("fresh", "new", 0).expect("add");
+    client.replace("greeting", "hi", 0).expect("replace");
+    client.append("greeting", "!").expect("append");
+    client.prepend("greeting", "<").expect("prepend");
+    assert!(client.append("missing", "x").is_err());
+
+    // A multi-get is a run of quiet getkq requests ended by a noop.
+    let found: HashMap<String, String> = client
+        .gets(&["greeting", "fresh", "missing"])
+        .expect("gets");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found["greeting"], "<hi!");
+    assert_eq!(found["fresh"], "new");
+
+    // cas with the CAS a get returned, then with the same, stale one.
+    let (_, _, cas) = client
+        .get::<(String, u32, Option<u64>)>("fresh")
+        .expect("get with cas")
+        .expect("present");
+    let cas = cas.expect("binary gets carry a CAS");
+    assert!(client.cas("fresh", "newer", 0, cas).expect("cas"));
+    assert!(!client.cas("fresh", "stale", 0, cas).expect("stale cas"));
+    assert!(!client
+        .cas("missing", "x", 0, cas)
+        .expect("cas of a missing key"));
+    assert_eq!(
+        client.get::<String>("fresh").expect("get"),
+        Some("newer".into())
+    );
+
+    // The crate increments with initial value 0: a missing counter starts at 0.
+    assert_eq!(client.increment("counter", 5).expect("create"), 0);
+    assert_eq!(client.increment("counter", 5).expect("incr"), 5);
+    assert_eq!(client.decrement("counter", 7).expect("decr"), 0);
+    client.set("word", "abc", 0).expect("set");
+    assert!(client.increment("word", 1).is_err());
+
+    assert!(client.touch("greeting", 100).expect("touch"));
+    assert!(!client.touch("missing", 100).expect("touch missing"));
+    assert!(client.delete("greeting").expect("delete"));
+    assert!(!client.delete("greeting").expect("delete again"));
+
+    let stats = client.stats().expect("stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        stats[0].1.get("pid").map(String::as_str),
+        Some(server.pid().to_string().as_str())
+    );
+    client.flush().expect("flush");
+    assert_eq!(client.get::<String>("fresh").expect("get"), None);
+}
 
 #[test]
 fn library_storage_commands() {
@@ -722,4 +802,42 @@ fn documented_config_file_loads() {
     );
     drop(server);
     let _ = fs::remove_dir_all(Path::new(&data_dir));
+}
+
+/// A binary version request.
+const BINARY_VERSION: [u8; 24] = {
+    let mut packet = [0u8; 24];
+    packet[0] = 0x80;
+    packet[1] = 0x0b;
+    packet
+};
+
+#[test]
+fn binding_protocol_fixes_or_detects_the_protocol() {
+    // auto: each connection speaks what its first byte says.
+    let server = start_server_under_test(&[]);
+    let mut text = server.client();
+    assert!(text
+        .request(b"version\r\n", b"\r\n")
+        .starts_with(b"VERSION "));
+    let mut binary = server.client();
+    binary.send(&BINARY_VERSION);
+    let header = binary.read_exact(24);
+    assert_eq!(&header[..2], &[0x81, 0x0b]);
+
+    // binary only: text is a wrong magic byte, and the connection is closed.
+    let server = start_server_under_test(&["-B", "binary"]);
+    let mut binary = server.client();
+    binary.send(&BINARY_VERSION);
+    assert_eq!(&binary.read_exact(24)[..2], &[0x81, 0x0b]);
+    let mut text = server.client();
+    text.send(b"version\r\nversion\r\nversion\r\n");
+    assert_eq!(text.read_to_end(), b"");
+
+    // text only: a binary request is a malformed line.
+    let server = start_server_under_test(&["-B", "ascii"]);
+    let mut text = server.client();
+    text.send(&BINARY_VERSION);
+    text.send(b"\r\n");
+    assert_eq!(text.read_line(), b"ERROR\r\n");
 }

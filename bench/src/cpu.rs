@@ -30,12 +30,11 @@ pub fn process_cpu_time() -> Option<Duration> {
     None
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::time::Instant;
 
-    #[cfg(unix)]
     #[test]
     fn busy_work_shows_up_as_cpu_time() {
         let before = process_cpu_time().expect("getrusage works on unix");

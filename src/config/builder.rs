@@ -84,13 +84,12 @@ impl SettingsBuilder {
     pub(super) fn finish(self) -> Result<Settings, ConfigError> {
         let mut settings = self.settings;
 
-        if self.udp_port.value != 0 {
-            return Err(ConfigError::new(format!(
-                "{}: the UDP transport is not available yet; run with -U 0",
-                self.udp_port.origin
-            )));
-        }
         settings.udp_port = self.udp_port.value;
+        if settings.unix_socket.is_some() && !cfg!(unix) {
+            return Err(ConfigError::new(
+                "-s: unix sockets are only available on Unix",
+            ));
+        }
 
         if !self.eviction.value.is_available() {
             return Err(ConfigError::new(format!(
@@ -113,6 +112,9 @@ impl SettingsBuilder {
         settings.max_item_size = self.max_item_size.value;
 
         settings.listen = resolve_listen(&self.listen, &self.port)?;
+        if settings.udp_port != 0 {
+            settings.udp_listen = resolve_listen(&self.listen, &self.udp_port)?;
+        }
 
         if settings.daemonize && !cfg!(unix) {
             return Err(ConfigError::new(
@@ -255,13 +257,31 @@ mod tests {
     }
 
     #[test]
-    fn udp_is_refused() {
+    fn udp_listens_on_the_tcp_hosts_and_their_own_ports() {
         let mut builder = SettingsBuilder::new();
-        builder.udp_port = Sourced::new(11211, "-U 11211");
+        builder.udp_port = Sourced::new(5000, "-U 5000");
+        let settings = builder.finish().unwrap();
+        assert_eq!(settings.udp_port, 5000);
+        assert_eq!(settings.udp_listen, vec!["127.0.0.1:5000".parse().unwrap()]);
+
+        // memcached binds UDP at the port a listen item names, as TCP.
+        let mut builder = SettingsBuilder::new();
+        builder.listen = vec![host("127.0.0.1", Some(7)), host("::1", None)];
+        builder.port = Sourced::new(4000, "-p 4000");
+        builder.udp_port = Sourced::new(5000, "-U 5000");
         assert_eq!(
-            builder.finish().unwrap_err().to_string(),
-            "-U 11211: the UDP transport is not available yet; run with -U 0"
+            builder.finish().unwrap().udp_listen,
+            vec![
+                "127.0.0.1:7".parse().unwrap(),
+                "[::1]:5000".parse().unwrap()
+            ]
         );
+
+        assert!(SettingsBuilder::new()
+            .finish()
+            .unwrap()
+            .udp_listen
+            .is_empty());
     }
 
     #[test]

@@ -414,11 +414,11 @@ fn apply(
         Opt::UdpPort => {
             builder.udp_port = Sourced::new(parse_port(key, last)?, format!("-U {last}"))
         }
-        Opt::UnixSocket | Opt::UnixMask => {
-            return Err(ConfigError::new(format!(
-                "{key} {last}: unix sockets are not available yet in rat_memcached; \
-                 listen on TCP with -l and -p"
-            )))
+        Opt::UnixSocket => settings.unix_socket = Some(PathBuf::from(last)),
+        Opt::UnixMask => {
+            settings.unix_socket_mask = units::parse_octal_mask(last).ok_or_else(|| {
+                ConfigError::new(format!("-a: expected {}, got '{last}'", units::MASK_SYNTAX))
+            })?
         }
         Opt::EnableSasl => {
             return Err(ConfigError::new(
@@ -604,8 +604,12 @@ Listening:
   -l, --listen=<addr>           address(es) to listen on, comma-separated and repeatable:
                                 HOST, HOST:PORT, [IPV6] or [IPV6]:PORT (default: 127.0.0.1)
       --bind=<host:port>        listen on HOST:PORT; repeatable, adds to -l
-  -U, --udp-port=<num>          UDP port; only 0 (off, the default) is accepted, the UDP
-                                transport is not available yet
+  -U, --udp-port=<num>          UDP port on the -l hosts (default: 0, off); a -l item
+                                with its own port serves UDP there, as in memcached
+  -s, --unix-socket=<file>      listen on this unix socket instead of TCP and UDP
+                                (Unix only)
+  -a, --unix-mask=<mask>        permission bits of the unix socket, in octal
+                                (default: 700)
   -c, --conn-limit=<num>        max simultaneous connections (default: {conns})
   -B, --protocol=<name>         auto, ascii or binary (default: auto, per connection)
 
@@ -638,11 +642,11 @@ Accepted for compatibility with memcached 1.6, without effect (a notice is logge
   -f, -n, -D, -b, -e, -N, -k, -r, -L, -X, -W, and -o sub-options (checked against
   memcached's list)
 Refused until implemented, since ignoring them would change how or by whom the
-cache can be reached: -s, -a (unix sockets), -S (SASL), -Y (ASCII authentication),
--Z (TLS)
+cache can be reached: -S (SASL), -Y (ASCII authentication), -Z (TLS)
 
 Config file (TOML, every key optional; unknown keys and bad values are errors):
-  [server]       listen = [\"HOST:PORT\", ...], port, max_connections,
+  [server]       listen = [\"HOST:PORT\", ...], port, udp_port, unix_socket,
+                 unix_socket_mask (\"700\" or 0o700), max_connections,
                  max_item_size (\"1m\" or bytes), verbosity, enable_shutdown,
                  flush_enabled, cas_enabled, protocol
   [cache]        max_memory_mb, max_entries, eviction_strategy (\"lru\"; \"lfu\", \"fifo\"
@@ -972,21 +976,27 @@ mod tests {
     }
 
     #[test]
-    fn udp_and_unix_sockets_are_refused() {
+    fn udp_and_unix_socket_flags_are_read() {
+        let settings = run(&["-U", "11311", "-s", "/tmp/memcached.sock", "-a", "0770"]);
+        assert_eq!(settings.udp_port, 11311);
         assert_eq!(
-            error(&["-U", "11211"]),
-            "-U 11211: the UDP transport is not available yet; run with -U 0"
+            settings.unix_socket,
+            Some(PathBuf::from("/tmp/memcached.sock"))
         );
+        assert_eq!(settings.unix_socket_mask, 0o770);
+        let settings = run(&[
+            "--udp-port=7",
+            "--unix-socket=/run/a.sock",
+            "--unix-mask=600",
+        ]);
+        assert_eq!(settings.udp_port, 7);
+        assert_eq!(settings.unix_socket, Some(PathBuf::from("/run/a.sock")));
+        assert_eq!(settings.unix_socket_mask, 0o600);
         assert_eq!(
-            error(&["-s", "/tmp/memcached.sock"]),
-            "-s /tmp/memcached.sock: unix sockets are not available yet in rat_memcached; \
-             listen on TCP with -l and -p"
+            error(&["-a", "800"]),
+            "-a: expected octal permission bits 0-777, like 700 or 0770, got '800'"
         );
-        assert_eq!(
-            error(&["--unix-mask=700"]),
-            "-a 700: unix sockets are not available yet in rat_memcached; \
-             listen on TCP with -l and -p"
-        );
+        assert_eq!(error(&["-s", ""]), "-s: missing value");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! unchanged; `[server]` holds what memcached sets with flags:
 //!
 //! ```toml
-//! [server]       # listen, port, max_connections, max_item_size, verbosity,
+//! [server]       # listen, port, udp_port, unix_socket, unix_socket_mask,
+//!                # max_connections, max_item_size, verbosity,
 //!                # enable_shutdown, flush_enabled, cas_enabled, protocol
 //! [cache]        # max_memory_mb, max_entries, eviction_strategy, evictions
 //! [melange_db]   # data_dir, max_disk_size_mb, enable_compression
@@ -95,6 +96,9 @@ struct ConfigFile {
 struct ServerSection {
     listen: Option<Vec<String>>,
     port: Option<Port>,
+    udp_port: Option<Port>,
+    unix_socket: Option<String>,
+    unix_socket_mask: Option<SocketMask>,
     max_connections: Option<Positive>,
     max_item_size: Option<ByteSize>,
     verbosity: Option<NonNegative>,
@@ -171,6 +175,20 @@ impl ServerSection {
         }
         if let Some(Port(port)) = self.port {
             builder.port = Sourced::new(port, format!("{source}: [server] port = {port}"));
+        }
+        if let Some(Port(port)) = self.udp_port {
+            builder.udp_port = Sourced::new(port, format!("{source}: [server] udp_port = {port}"));
+        }
+        if let Some(path) = self.unix_socket {
+            if path.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{source}: [server] unix_socket: expected a socket path, got an empty string"
+                )));
+            }
+            builder.settings.unix_socket = Some(PathBuf::from(path));
+        }
+        if let Some(SocketMask(mask)) = self.unix_socket_mask {
+            builder.settings.unix_socket_mask = mask;
         }
         if let Some(Positive(connections)) = self.max_connections {
             builder.settings.max_connections =
@@ -374,6 +392,47 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// Permission bits of a unix socket: an integer (TOML's `0o700` reads best) or a
+/// string of octal digits as `-a` takes it (`"700"`).
+struct SocketMask(u32);
+
+impl<'de> Deserialize<'de> for SocketMask {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MaskVisitor;
+
+        impl<'de> Visitor<'de> for MaskVisitor {
+            type Value = SocketMask;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str(units::MASK_SYNTAX)
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<SocketMask, E> {
+                match u64::try_from(value) {
+                    Ok(unsigned) => self.visit_u64(unsigned),
+                    Err(_) => Err(E::invalid_value(Unexpected::Signed(value), &self)),
+                }
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<SocketMask, E> {
+                u32::try_from(value)
+                    .ok()
+                    .filter(|&mask| mask <= 0o777)
+                    .map(SocketMask)
+                    .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(value), &self))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SocketMask, E> {
+                units::parse_octal_mask(text)
+                    .map(SocketMask)
+                    .ok_or_else(|| E::invalid_value(Unexpected::Str(text), &self))
+            }
+        }
+
+        deserializer.deserialize_any(MaskVisitor)
+    }
+}
+
 /// A size in bytes: an integer, or a string in memcached's `-I` syntax (`"1m"`).
 struct ByteSize(usize);
 
@@ -475,6 +534,9 @@ enable_async = true
 [server]
 listen = ["127.0.0.1:12000", "[::1]", "127.0.0.2"]
 port = 12001
+udp_port = 12002
+unix_socket = "/run/rat.sock"
+unix_socket_mask = "0750"
 max_connections = 50
 max_item_size = "2m"
 verbosity = 2
@@ -496,6 +558,9 @@ reqs_per_event = 7
             .map(|text| text.parse().unwrap())
             .collect();
         assert_eq!(settings.listen, expected);
+        assert_eq!(settings.udp_port, 12002);
+        assert_eq!(settings.unix_socket, Some(PathBuf::from("/run/rat.sock")));
+        assert_eq!(settings.unix_socket_mask, 0o750);
         assert_eq!(settings.max_connections, 50);
         assert_eq!(settings.max_item_size, 2 * 1024 * 1024);
         assert_eq!(settings.verbosity, 2);
@@ -506,6 +571,26 @@ reqs_per_event = 7
         assert!(!settings.evictions_enabled);
         assert_eq!(settings.reqs_per_event, 7);
         assert!(settings.notices.is_empty());
+    }
+
+    #[test]
+    fn unix_socket_mask_takes_an_octal_integer_or_string() {
+        let mask = |value: &str| {
+            from_toml_str(&format!("[server]\nunix_socket_mask = {value}\n"))
+                .map(|settings| settings.unix_socket_mask)
+        };
+        assert_eq!(mask("0o700"), Ok(0o700));
+        assert_eq!(mask("\"755\""), Ok(0o755));
+        assert_eq!(
+            mask("700").unwrap_err().to_string(),
+            "config: [server] unix_socket_mask: expected octal permission bits 0-777, \
+             like 700 or 0770, got integer `700`"
+        );
+        assert_eq!(
+            mask("\"9\"").unwrap_err().to_string(),
+            "config: [server] unix_socket_mask: expected octal permission bits 0-777, \
+             like 700 or 0770, got string \"9\""
+        );
     }
 
     #[test]

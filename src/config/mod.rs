@@ -30,7 +30,7 @@
 //!   value is still checked, and a line is added to [`Settings::notices`] so the operator
 //!   learns that the flag does nothing here;
 //! * refused: flags whose silent omission would change what clients can reach or who may
-//!   reach it (unix sockets, UDP, SASL, TLS) stop the start with an explanation;
+//!   reach it (SASL, TLS) stop the start with an explanation;
 //! * informational: `-h`, `-V`, `-i` print text and exit ([`CliAction`]).
 //!
 //! # Errors
@@ -67,6 +67,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_REQS_PER_EVENT: usize = 20;
 /// Worker threads when the number of CPU cores cannot be determined (memcached's default).
 pub const FALLBACK_THREADS: usize = 4;
+/// Permission bits of a unix socket's file when `-a` does not set them (memcached's 0700).
+pub const DEFAULT_UNIX_SOCKET_MASK: u32 = 0o700;
 /// Disk budget of the persistent tier, in megabytes, when `[melange_db]` does not set one.
 pub const DEFAULT_MAX_DISK_SIZE_MB: u64 = 1024;
 
@@ -162,10 +164,18 @@ impl Default for L2Settings {
 /// Everything the server needs to know to start, validated and with addresses resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// TCP addresses to listen on (`-l`, `--bind`, `[server] listen`), never empty.
+    /// TCP addresses to listen on (`-l`, `--bind`, `[server] listen`), never empty. Not
+    /// served when `unix_socket` is set, as memcached serves only the unix socket then.
     pub listen: Vec<SocketAddr>,
-    /// UDP port (`-U`); always 0 because the UDP transport is not available yet.
+    /// UDP port (`-U`, `[server] udp_port`); 0 = no UDP.
     pub udp_port: u16,
+    /// UDP addresses, empty when `udp_port` is 0: the hosts of `listen` at `udp_port`, or,
+    /// as in memcached, at their own port when the listen item names one.
+    pub udp_listen: Vec<SocketAddr>,
+    /// Unix domain socket to listen on instead of TCP and UDP (`-s`, `[server] unix_socket`).
+    pub unix_socket: Option<PathBuf>,
+    /// Permission bits of the unix socket's file (`-a`, `[server] unix_socket_mask`).
+    pub unix_socket_mask: u32,
     /// Item memory limit in bytes (`-m` megabytes, `[cache] max_memory_mb`).
     pub max_memory_bytes: usize,
     /// Upper bound on the number of items (`[cache] max_entries`); `None` = no bound.
@@ -217,6 +227,9 @@ impl Default for Settings {
         Settings {
             listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT))],
             udp_port: 0,
+            udp_listen: Vec::new(),
+            unix_socket: None,
+            unix_socket_mask: DEFAULT_UNIX_SOCKET_MASK,
             max_memory_bytes: (DEFAULT_MEMORY_MB as usize) * units::MEGABYTE,
             max_entries: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -249,6 +262,8 @@ pub fn default_threads() -> usize {
 }
 
 /// What the binary should do after reading its command line.
+// Made once per process, so the size of `Settings` next to a `String` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CliAction {
     /// Start the server with these settings.
@@ -291,6 +306,8 @@ mod tests {
         let settings = Settings::default();
         assert_eq!(settings.listen, vec!["127.0.0.1:11211".parse().unwrap()]);
         assert_eq!(settings.udp_port, 0);
+        assert_eq!(settings.unix_socket, None);
+        assert_eq!(settings.unix_socket_mask, 0o700);
         assert_eq!(settings.max_memory_bytes, 64 * 1024 * 1024);
         assert_eq!(settings.max_entries, None);
         assert_eq!(settings.max_connections, 1024);

@@ -47,6 +47,23 @@ pub(crate) fn parse_unsigned(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// What a unix socket mask looks like, for error messages.
+pub(crate) const MASK_SYNTAX: &str = "octal permission bits 0-777, like 700 or 0770";
+
+/// memcached's `-a`: permission bits in octal, with or without a leading 0.
+///
+/// memcached takes whatever `strtol(text, NULL, 8)` makes of the text, so `-a 8` or
+/// `-a abc` silently give mode 0; here only octal digits are accepted, and only the
+/// permission bits (set-id and sticky bits mean nothing on a socket).
+pub(crate) fn parse_octal_mask(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|&mask| mask <= 0o777)
+}
+
 /// Converts megabytes to bytes, or `None` if that does not fit in memory addresses.
 pub(crate) fn megabytes_to_bytes(megabytes: u64) -> Option<usize> {
     usize::try_from(megabytes).ok()?.checked_mul(MEGABYTE)
@@ -188,5 +205,16 @@ mod tests {
         assert!(parse_host_port("host:")
             .unwrap_err()
             .contains("port number"));
+    }
+
+    #[test]
+    fn masks_are_octal_permission_bits() {
+        assert_eq!(parse_octal_mask("700"), Some(0o700));
+        assert_eq!(parse_octal_mask("0770"), Some(0o770));
+        assert_eq!(parse_octal_mask("0"), Some(0));
+        assert_eq!(parse_octal_mask("777"), Some(0o777));
+        for bad in ["", "8", "abc", "7777", "-1", "0x1ff", " 700"] {
+            assert_eq!(parse_octal_mask(bad), None, "{bad:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! appended to the caller's output buffer. This keeps every protocol
 //! testable (and fuzzable) on byte slices alone.
 
+pub mod binary;
 pub mod meta;
 pub mod reply;
 pub mod text;

@@ -1,10 +1,10 @@
 //! The acceptor thread: takes new connections and deals them to workers.
 
-use super::registry::{ConnEntry, ConnRegistry};
+use super::registry::{ConnEntry, ConnRegistry, Endpoint};
+use super::socket::{Listener, Stream};
 use super::ReactorStats;
 use crossbeam_channel::Sender;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// A connection on its way to a worker.
 pub(super) struct Accepted {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub entry: ConnEntry,
 }
 
@@ -31,9 +31,11 @@ pub(super) struct WorkerHandle {
 
 pub(super) struct Acceptor {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     workers: Vec<WorkerHandle>,
     next_worker: usize,
+    /// Entries of the connection count, UDP sockets included, above which a
+    /// client is refused.
     max_connections: usize,
     stats: Arc<ReactorStats>,
     registry: Arc<ConnRegistry>,
@@ -43,7 +45,7 @@ pub(super) struct Acceptor {
 impl Acceptor {
     pub fn new(
         poll: Poll,
-        mut listeners: Vec<TcpListener>,
+        mut listeners: Vec<Listener>,
         workers: Vec<WorkerHandle>,
         max_connections: usize,
         stats: Arc<ReactorStats>,
@@ -51,8 +53,7 @@ impl Acceptor {
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<Acceptor> {
         for (i, listener) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(listener, Token(i), Interest::READABLE)?;
+            listener.register(poll.registry(), Token(i))?;
         }
         Ok(Acceptor {
             poll,
@@ -111,7 +112,7 @@ impl Acceptor {
         }
     }
 
-    fn dispatch(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, listener: usize) {
+    fn dispatch(&mut self, mut stream: Stream, peer: Endpoint, listener: usize) {
         let current = self.stats.curr_connections.load(Ordering::Relaxed);
         if current >= self.max_connections as u64 {
             self.stats
@@ -121,14 +122,9 @@ impl Acceptor {
             let _ = stream.write(TOO_MANY_CONNECTIONS);
             return;
         }
-        // Requests and replies are small and latency matters more than
-        // packet count: never wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        let local = match self.listeners[listener].local_addr() {
-            Ok(addr) => addr,
-            Err(_) => peer,
-        };
-        let entry = self.registry.register(peer, local);
+        let listener = &self.listeners[listener];
+        let local = listener.local().unwrap_or_else(|_| peer.clone());
+        let entry = self.registry.register(listener.transport(), peer, local);
         self.stats.curr_connections.fetch_add(1, Ordering::Relaxed);
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         let worker = &self.workers[self.next_worker];

@@ -21,18 +21,28 @@
 //!   at once is kept per connection, and while any is left the connection is
 //!   not read from, so a client that sends but never reads cannot make the
 //!   server buffer without bound: its requests wait in the kernel.
+//!
+//! Three transports feed the same workers. TCP and unix domain sockets are
+//! streams: the acceptor takes their connections alike and a worker cannot
+//! tell them apart (`socket`). UDP has no connections: every worker reads the
+//! UDP sockets itself and hands each datagram to a session of its own, whose
+//! replies it frames as memcached does (`udp`).
 
 mod acceptor;
 mod registry;
+mod socket;
+mod udp;
 mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use registry::{ConnEntry, ConnRegistry};
+pub use registry::{ConnEntry, ConnRegistry, Endpoint, Transport};
+pub use udp::{frame_replies, FrameHeader, MAX_DATAGRAM};
 
 /// What a session did with the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +88,31 @@ pub trait Session {
     /// Handles the complete requests at the start of `input`, appending their
     /// replies to `output`, until the input runs out or a limit is reached.
     fn on_input(&mut self, input: &[u8], output: &mut Vec<u8>, limits: TurnLimits) -> Progress;
+
+    /// Handles the requests of one datagram, which stands alone: nothing is
+    /// carried over from the previous datagram or to the next, and a request
+    /// cut off at its end is dropped. Replies are appended to `output`, and
+    /// the end offset of each reply unit to `unit_ends`, since a datagram
+    /// transport frames every unit on its own (see the `udp` module). A
+    /// unit may be empty; a request that must not be answered adds none.
+    ///
+    /// By default the whole reply is one unit.
+    fn on_datagram(
+        &mut self,
+        input: &[u8],
+        output: &mut Vec<u8>,
+        unit_ends: &mut Vec<usize>,
+    ) -> Next {
+        let unlimited = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let progress = self.on_input(input, output, unlimited);
+        if !output.is_empty() {
+            unit_ends.push(output.len());
+        }
+        progress.next
+    }
 }
 
 /// Creates the session of each new connection.
@@ -96,6 +131,22 @@ pub struct ReactorConfig {
     pub max_connections: usize,
     /// Requests served on one connection before the others get a turn.
     pub requests_per_turn: usize,
+}
+
+/// Where the reactor listens.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub tcp: Vec<SocketAddr>,
+    pub udp: Vec<SocketAddr>,
+    pub unix: Option<UnixEndpoint>,
+}
+
+/// A unix domain socket to listen on.
+#[derive(Debug, Clone)]
+pub struct UnixEndpoint {
+    pub path: PathBuf,
+    /// Permission bits of the socket file (memcached's `-a`).
+    pub mode: u32,
 }
 
 /// Connection counters, kept by the reactor and read by `stats`.
@@ -135,28 +186,74 @@ pub struct Reactor {
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<()>>,
     local_addrs: Vec<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
+    socket_file: Option<socket::SocketFile>,
 }
 
 impl Reactor {
-    /// Binds every address in `listen` and starts the acceptor and workers.
+    /// Binds every endpoint and starts the acceptor and workers.
     pub fn start<F: SessionFactory>(
-        listen: &[SocketAddr],
+        endpoints: &Endpoints,
         config: &ReactorConfig,
         factory: Arc<F>,
         stats: Arc<ReactorStats>,
         registry: Arc<ConnRegistry>,
     ) -> io::Result<Reactor> {
-        let mut listeners = Vec::with_capacity(listen.len());
-        for addr in listen {
+        let mut listeners = Vec::with_capacity(endpoints.tcp.len() + 1);
+        let mut local_addrs = Vec::with_capacity(endpoints.tcp.len());
+        for addr in &endpoints.tcp {
             let listener = mio::net::TcpListener::bind(*addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            listeners.push(listener);
+            local_addrs.push(listener.local_addr()?);
+            listeners.push(socket::Listener::Tcp(listener));
         }
-        let local_addrs = listeners
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<io::Result<Vec<_>>>()?;
+        let mut udp_sockets = Vec::with_capacity(endpoints.udp.len());
+        let mut udp_addrs = Vec::with_capacity(endpoints.udp.len());
+        for addr in &endpoints.udp {
+            let socket = std::net::UdpSocket::bind(addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on UDP {addr}: {e}"))
+            })?;
+            socket.set_nonblocking(true)?;
+            udp_addrs.push(socket.local_addr()?);
+            udp_sockets.push(socket);
+        }
+        // Last, so a failure above leaves no socket file behind.
+        let socket_file = match &endpoints.unix {
+            Some(unix) => {
+                let (listener, file) = socket::bind_unix(&unix.path, unix.mode)?;
+                listeners.push(listener);
+                Some(file)
+            }
+            None => None,
+        };
+        let started = Self::spawn(listeners, &udp_sockets, config, factory, stats, registry);
+        match started {
+            Ok((shutdown, threads)) => Ok(Reactor {
+                shutdown,
+                threads,
+                local_addrs,
+                udp_addrs,
+                socket_file,
+            }),
+            Err(e) => {
+                if let Some(file) = &socket_file {
+                    file.remove();
+                }
+                Err(e)
+            }
+        }
+    }
 
+    /// Starts the workers, each with its own descriptor of every UDP socket,
+    /// and the acceptor.
+    fn spawn<F: SessionFactory>(
+        listeners: Vec<socket::Listener>,
+        udp_sockets: &[std::net::UdpSocket],
+        config: &ReactorConfig,
+        factory: Arc<F>,
+        stats: Arc<ReactorStats>,
+        registry: Arc<ConnRegistry>,
+    ) -> io::Result<(ShutdownHandle, Vec<JoinHandle<()>>)> {
         // The acceptor's poll comes first so workers can wake it to stop.
         let acceptor_poll = mio::Poll::new()?;
         let shutdown = ShutdownHandle {
@@ -166,9 +263,14 @@ impl Reactor {
         let mut workers = Vec::with_capacity(config.threads);
         let mut threads = Vec::with_capacity(config.threads + 1);
         for index in 0..config.threads.max(1) {
+            let udp = udp_sockets
+                .iter()
+                .map(|socket| socket.try_clone().map(mio::net::UdpSocket::from_std))
+                .collect::<io::Result<Vec<_>>>()?;
             let (worker, handle) = worker::Worker::new(
                 index,
                 config.requests_per_turn.max(1),
+                udp,
                 Arc::clone(&factory),
                 Arc::clone(&stats),
                 Arc::clone(&registry),
@@ -181,11 +283,14 @@ impl Reactor {
                     .spawn(move || worker.run())?,
             );
         }
+        // The UDP sockets count as connections, one per worker, but do not
+        // take places from clients.
+        let udp_entries = udp_sockets.len() * workers.len();
         let acceptor = acceptor::Acceptor::new(
             acceptor_poll,
             listeners,
             workers,
-            config.max_connections,
+            config.max_connections + udp_entries,
             stats,
             registry,
             Arc::clone(&shutdown.requested),
@@ -195,11 +300,7 @@ impl Reactor {
                 .name("acceptor".into())
                 .spawn(move || acceptor.run())?,
         );
-        Ok(Reactor {
-            shutdown,
-            threads,
-            local_addrs,
-        })
+        Ok((shutdown, threads))
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -211,12 +312,26 @@ impl Reactor {
         &self.local_addrs
     }
 
-    /// Waits until every reactor thread has stopped.
+    /// The UDP addresses actually bound.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// The unix socket listened on.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.socket_file.as_ref().map(|file| file.path())
+    }
+
+    /// Waits until every reactor thread has stopped, then removes the unix
+    /// socket file.
     pub fn join(self) {
         for thread in self.threads {
             if thread.join().is_err() {
                 log::error!("a reactor thread panicked");
             }
+        }
+        if let Some(file) = &self.socket_file {
+            file.remove();
         }
     }
 }

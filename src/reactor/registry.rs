@@ -1,21 +1,44 @@
 //! The table of open connections, for `stats conns`.
 //!
 //! It is touched on connect and disconnect only; a connection's last-activity
-//! time is a shared atomic the owning worker updates without the lock.
+//! time is a shared atomic the owning worker updates without the lock. The
+//! UDP sockets are in it too, one entry per worker that reads them, since
+//! memcached lists them as connections of their own.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How a connection reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+    Unix,
+}
+
+/// One end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Inet(SocketAddr),
+    /// A unix socket's path; `None` for the unnamed socket a client
+    /// connects from.
+    Unix(Option<Arc<Path>>),
+}
 
 /// One open connection as `stats conns` shows it.
 #[derive(Debug, Clone)]
 pub struct ConnEntry {
     pub id: u64,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
+    pub transport: Transport,
+    /// The client; for a UDP socket, the socket itself (it has no one peer).
+    pub peer: Endpoint,
+    /// The listening socket the connection came through.
+    pub local: Endpoint,
     /// Seconds since the registry was created, at the last request.
     pub last_active: Arc<AtomicU64>,
 }
@@ -43,9 +66,10 @@ impl ConnRegistry {
         self.started.elapsed().as_secs()
     }
 
-    pub fn register(&self, peer: SocketAddr, local: SocketAddr) -> ConnEntry {
+    pub fn register(&self, transport: Transport, peer: Endpoint, local: Endpoint) -> ConnEntry {
         let entry = ConnEntry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            transport,
             peer,
             local,
             last_active: Arc::new(AtomicU64::new(self.now())),

@@ -1,10 +1,13 @@
-//! A worker thread: one mio `Poll`, its connections in a `slab`.
+//! A worker thread: one mio `Poll`, its connections in a `slab`, and its own
+//! descriptor of every UDP socket.
 
 use super::acceptor::{Accepted, WorkerHandle};
-use super::registry::{ConnEntry, ConnRegistry};
+use super::registry::{ConnEntry, ConnRegistry, Endpoint, Transport};
+use super::socket::Stream;
+use super::udp::{UdpBuffers, UdpEndpoint, UdpTurn};
 use super::{Next, ReactorStats, Session, SessionFactory, ShutdownHandle, TurnLimits};
 use crossbeam_channel::Receiver;
-use mio::net::TcpStream;
+use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read, Write};
@@ -13,6 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const WAKER: Token = Token(usize::MAX);
+/// UDP socket `i` has token `UDP_TOKENS - i`: far above any slab key.
+const UDP_TOKENS: usize = usize::MAX - 1;
+/// At most this many UDP sockets per worker (one per listen address).
+const MAX_UDP_SOCKETS: usize = 1 << 16;
+/// Datagrams a UDP socket serves per turn, per request budget unit: a
+/// datagram is usually one request.
+const UDP_DATAGRAMS_PER_TURN: usize = 4;
 /// Size of the read buffer the worker's connections share.
 const READ_CHUNK: usize = 64 * 1024;
 /// Replies produced in one go before the worker writes them out and the
@@ -26,7 +36,7 @@ const KEEP_OUTPUT_CAPACITY: usize = 1024 * 1024;
 
 /// One client connection.
 struct Conn<S> {
-    socket: TcpStream,
+    socket: Stream,
     session: S,
     entry: ConnEntry,
     /// Input not yet consumed by the session, carried to the next turn.
@@ -61,6 +71,9 @@ pub(super) struct Worker<F: SessionFactory> {
     _waker: Arc<Waker>,
     incoming: Receiver<Accepted>,
     conns: Slab<Conn<F::Session>>,
+    udp: Vec<UdpEndpoint<F::Session>>,
+    /// End offsets of the reply units of one datagram.
+    unit_ends: Vec<usize>,
     factory: Arc<F>,
     stats: Arc<ReactorStats>,
     registry: Arc<ConnRegistry>,
@@ -69,12 +82,15 @@ pub(super) struct Worker<F: SessionFactory> {
     write_buf: Vec<u8>,
     /// Connections that yielded and must be served again without an event.
     ready: Vec<usize>,
+    /// The same for UDP sockets, by index.
+    ready_udp: Vec<usize>,
 }
 
 impl<F: SessionFactory> Worker<F> {
     pub fn new(
         index: usize,
         requests_per_turn: usize,
+        udp_sockets: Vec<UdpSocket>,
         factory: Arc<F>,
         stats: Arc<ReactorStats>,
         registry: Arc<ConnRegistry>,
@@ -83,6 +99,24 @@ impl<F: SessionFactory> Worker<F> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, incoming) = crossbeam_channel::unbounded();
+        if udp_sockets.len() > MAX_UDP_SOCKETS {
+            return Err(io::Error::other("too many UDP sockets"));
+        }
+        let mut udp = Vec::with_capacity(udp_sockets.len());
+        for (i, mut socket) in udp_sockets.into_iter().enumerate() {
+            poll.registry()
+                .register(&mut socket, Token(UDP_TOKENS - i), Interest::READABLE)?;
+            let local = Endpoint::Inet(socket.local_addr()?);
+            let entry = registry.register(Transport::Udp, local.clone(), local);
+            stats.curr_connections.fetch_add(1, Ordering::Relaxed);
+            stats.total_connections.fetch_add(1, Ordering::Relaxed);
+            let session = factory.open(index, &entry);
+            udp.push(UdpEndpoint {
+                socket,
+                session,
+                entry,
+            });
+        }
         let worker = Worker {
             index,
             limits: TurnLimits {
@@ -93,6 +127,8 @@ impl<F: SessionFactory> Worker<F> {
             _waker: Arc::clone(&waker),
             incoming,
             conns: Slab::new(),
+            udp,
+            unit_ends: Vec::new(),
             factory,
             stats,
             registry,
@@ -100,6 +136,7 @@ impl<F: SessionFactory> Worker<F> {
             read_buf: vec![0; READ_CHUNK],
             write_buf: Vec::with_capacity(READ_CHUNK),
             ready: Vec::new(),
+            ready_udp: Vec::new(),
         };
         Ok((worker, WorkerHandle { sender, waker }))
     }
@@ -107,8 +144,9 @@ impl<F: SessionFactory> Worker<F> {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut ready = Vec::new();
+        let mut ready_udp = Vec::new();
         loop {
-            let timeout = if self.ready.is_empty() {
+            let timeout = if self.ready.is_empty() && self.ready_udp.is_empty() {
                 None
             } else {
                 Some(Duration::ZERO)
@@ -127,9 +165,16 @@ impl<F: SessionFactory> Worker<F> {
             for key in ready.drain(..) {
                 self.serve(key);
             }
+            std::mem::swap(&mut ready_udp, &mut self.ready_udp);
+            for index in ready_udp.drain(..) {
+                self.serve_udp(index);
+            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.adopt_new_connections(),
+                    Token(token) if token > UDP_TOKENS - MAX_UDP_SOCKETS => {
+                        self.serve_udp(UDP_TOKENS - token)
+                    }
                     Token(key) => self.serve(key),
                 }
             }
@@ -140,6 +185,9 @@ impl<F: SessionFactory> Worker<F> {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.close(key);
+        }
+        for endpoint in &self.udp {
+            self.forget(&endpoint.entry);
         }
     }
 
@@ -152,7 +200,7 @@ impl<F: SessionFactory> Worker<F> {
                 token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
-                log::warn!("cannot watch connection from {}: {e}", entry.peer);
+                log::warn!("cannot watch connection from {:?}: {e}", entry.peer);
                 self.forget(&entry);
                 continue;
             }
@@ -195,6 +243,30 @@ impl<F: SessionFactory> Worker<F> {
             Turn::Close => self.close(key),
             Turn::Shutdown => {
                 self.close(key);
+                log::info!("shutdown requested by a client");
+                self.shutdown.shutdown();
+            }
+        }
+    }
+
+    fn serve_udp(&mut self, index: usize) {
+        let Some(endpoint) = self.udp.get_mut(index) else {
+            return;
+        };
+        let buffers = UdpBuffers {
+            read: &mut self.read_buf,
+            write: &mut self.write_buf,
+            unit_ends: &mut self.unit_ends,
+        };
+        let budget = self.limits.requests.saturating_mul(UDP_DATAGRAMS_PER_TURN);
+        let turn = endpoint.serve(buffers, budget, &self.stats, self.registry.now());
+        if self.write_buf.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.write_buf = Vec::with_capacity(READ_CHUNK);
+        }
+        match turn {
+            UdpTurn::Drained => {}
+            UdpTurn::Yield => self.ready_udp.push(index),
+            UdpTurn::Shutdown => {
                 log::info!("shutdown requested by a client");
                 self.shutdown.shutdown();
             }
@@ -395,7 +467,7 @@ impl InputBuf {
 }
 
 /// Writes as much of `bytes` as the socket takes; 0 when it takes none now.
-fn send(socket: &mut TcpStream, bytes: &[u8], stats: &ReactorStats) -> io::Result<usize> {
+fn send(socket: &mut Stream, bytes: &[u8], stats: &ReactorStats) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
         match socket.write(&bytes[sent..]) {

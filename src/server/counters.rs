@@ -4,6 +4,7 @@
 //! is bumped with a plain relaxed load and store (no atomic read-modify-write,
 //! no shared cache line between threads); `stats` sums the sets on read.
 
+use crate::store::StoreOutcome;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
@@ -61,6 +62,16 @@ counters!(
 #[inline]
 pub fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Counts a compare-and-swap's outcome, the same for every protocol.
+pub fn count_cas(counters: &WorkerCounters, outcome: StoreOutcome) {
+    match outcome {
+        StoreOutcome::Stored => bump(&counters.cas_hits),
+        StoreOutcome::Exists => bump(&counters.cas_badval),
+        StoreOutcome::NotFound => bump(&counters.cas_misses),
+        _ => {}
+    }
 }
 
 /// Sums every worker's counters.

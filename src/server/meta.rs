@@ -15,14 +15,14 @@
 //! a touch), `ms` as a set, `md` and `ma` as delete and incr/decr, and `cmd_meta` counts
 //! only `me`.
 
-use super::counters::{bump, WorkerCounters};
+use super::counters::{bump, count_cas, WorkerCounters};
 use super::ServerContext;
 use crate::ascii::{format_u64, MAX_DIGITS};
 use crate::protocol::meta::{self, Key, KeyBuf, MetaCommand, MetaKind, Request, SetMode};
 use crate::protocol::reply;
 use crate::protocol::text::{self, DataBlock, KEY_MAX_LENGTH};
 use crate::store::{
-    ArithError, DeleteOutcome, Expiry, MetaEntry, StoreMode, StoreOptions, StoreOutcome,
+    DeleteOutcome, DeltaError, Expiry, MetaEntry, StoreMode, StoreOptions, StoreOutcome,
 };
 use std::io::Write;
 
@@ -270,12 +270,7 @@ fn set(
         store_options,
     );
     if let StoreMode::Cas(_) = store_mode {
-        match outcome {
-            StoreOutcome::Stored => bump(&counters.cas_hits),
-            StoreOutcome::Exists => bump(&counters.cas_badval),
-            StoreOutcome::NotFound => bump(&counters.cas_misses),
-            _ => {}
-        }
+        count_cas(counters, outcome);
     }
     let code = match outcome {
         StoreOutcome::Stored if options.quiet => return MetaStep::Done { used: wire_len },
@@ -407,13 +402,13 @@ fn arithmetic(
             }
             return;
         }
-        Err(ArithError::NonNumeric) => return reply::line(out, text::NON_NUMERIC),
-        Err(ArithError::NoMemory) => return reply::line(out, text::NO_MEMORY_DELTA),
-        Err(ArithError::NotFound) => {
+        Err(DeltaError::NonNumeric) => return reply::line(out, text::NON_NUMERIC),
+        Err(DeltaError::NoMemory) => return reply::line(out, text::NO_MEMORY_DELTA),
+        Err(DeltaError::NotFound) => {
             bump(misses);
             b"NF"
         }
-        Err(ArithError::Exists) => b"EX",
+        Err(DeltaError::Exists) => b"EX",
     };
     meta::code(out, code);
     if echo_without_item(command, key, out) {

@@ -1,24 +1,30 @@
 //! The `rat_memcached` server: the reactor, the protocol and the store joined.
 //!
 //! [`run`] builds the store from the settings, starts the reactor with a
-//! [`TextSession`](session::TextSession) per connection and a background
+//! [`ProtocolSession`](protocol::ProtocolSession) per connection (text or
+//! binary, decided by its first byte) and a background
 //! thread that sweeps expired items, and returns when a client's `shutdown`
 //! (enabled with `-A`) stops the reactor.
 
+mod binary;
 mod counters;
 mod meta;
+mod protocol;
 mod session;
 mod stats;
 
-use crate::config::{ProtocolMode, Settings};
+use crate::config::Settings;
 use crate::reactor::{
-    ConnEntry, ConnRegistry, Reactor, ReactorConfig, ReactorStats, SessionFactory,
+    ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
+    UnixEndpoint,
 };
 use crate::store::{Store, StoreConfig};
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
-use session::TextSession;
+use protocol::ProtocolSession;
 use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -111,10 +117,10 @@ impl ServerContext {
 struct Sessions(Arc<ServerContext>);
 
 impl SessionFactory for Sessions {
-    type Session = TextSession;
+    type Session = ProtocolSession;
 
-    fn open(&self, worker: usize, _conn: &ConnEntry) -> TextSession {
-        TextSession::new(Arc::clone(&self.0), worker)
+    fn open(&self, worker: usize, _conn: &ConnEntry) -> ProtocolSession {
+        ProtocolSession::new(Arc::clone(&self.0), worker)
     }
 }
 
@@ -128,12 +134,6 @@ pub struct Server {
 impl Server {
     /// Binds the listening sockets and starts serving.
     pub fn start(settings: Settings) -> io::Result<Server> {
-        if settings.protocol == ProtocolMode::Binary {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "-B binary: the binary protocol is not available yet; use -B ascii or auto",
-            ));
-        }
         let (ctx, requests) = ServerContext::new(settings);
         let ctx = Arc::new(ctx);
         let threads = ctx.counters.len();
@@ -143,7 +143,7 @@ impl Server {
             requests_per_turn: ctx.settings.reqs_per_event,
         };
         let reactor = Reactor::start(
-            &ctx.settings.listen,
+            &endpoints(&ctx.settings),
             &config,
             Arc::new(Sessions(Arc::clone(&ctx))),
             Arc::clone(&ctx.reactor_stats),
@@ -166,8 +166,19 @@ impl Server {
         self.reactor.shutdown_handle()
     }
 
-    pub fn local_addrs(&self) -> &[std::net::SocketAddr] {
+    /// The TCP addresses served.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
         self.reactor.local_addrs()
+    }
+
+    /// The UDP addresses served.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        self.reactor.udp_addrs()
+    }
+
+    /// The unix socket served.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.reactor.unix_path()
     }
 
     /// Serves until the reactor is shut down.
@@ -177,6 +188,25 @@ impl Server {
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.join();
         }
+    }
+}
+
+/// Where to listen. As memcached does, a unix socket is served alone: `-s`
+/// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
+fn endpoints(settings: &Settings) -> Endpoints {
+    match &settings.unix_socket {
+        Some(path) => Endpoints {
+            unix: Some(UnixEndpoint {
+                path: path.clone(),
+                mode: settings.unix_socket_mask,
+            }),
+            ..Endpoints::default()
+        },
+        None => Endpoints {
+            tcp: settings.listen.clone(),
+            udp: settings.udp_listen.clone(),
+            unix: None,
+        },
     }
 }
 

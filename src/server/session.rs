@@ -4,8 +4,13 @@
 //! commands that borrow from the connection's input; the session runs them
 //! against the store and writes memcached's replies, so a key or a value is
 //! copied exactly once on its way into the store and once on its way out.
+//!
+//! Over UDP the same session serves one datagram at a time. It then also
+//! marks where each reply unit ends, since memcached 1.6 frames every
+//! response object on its own: one per command, and one per key of a
+//! multi-key `get`, whose `END` goes with the last key's.
 
-use super::counters::{bump, WorkerCounters};
+use super::counters::{bump, count_cas, WorkerCounters};
 use super::meta::{self, MetaStep};
 use super::stats;
 use super::ServerContext;
@@ -25,15 +30,32 @@ pub struct TextSession {
     /// The reply to send once they are: memcached answers a refused value
     /// only after it has swallowed all of it.
     after_swallow: Option<&'static str>,
+    /// While serving a datagram: the end offsets of the reply units so far.
+    unit_ends: Vec<usize>,
+    datagram: bool,
 }
 
 impl TextSession {
+    /// The server this session belongs to and its worker thread.
+    pub fn context(&self) -> (&Arc<ServerContext>, usize) {
+        (&self.ctx, self.worker)
+    }
+
     pub fn new(ctx: Arc<ServerContext>, worker: usize) -> TextSession {
         TextSession {
             ctx,
             worker,
             swallow: 0,
             after_swallow: None,
+            unit_ends: Vec::new(),
+            datagram: false,
+        }
+    }
+
+    /// Ends a reply unit that started at `start`, if the command answered.
+    fn end_unit(&mut self, out: &[u8], start: usize) {
+        if self.datagram && out.len() > start {
+            self.unit_ends.push(out.len());
         }
     }
 
@@ -55,7 +77,9 @@ impl Session for TextSession {
                     return carry_on(pos, 0);
                 }
                 if let Some(line) = self.after_swallow.take() {
+                    let start = out.len();
                     reply::line(out, line);
+                    self.end_unit(out, start);
                 }
             }
             if pos == input.len() {
@@ -68,6 +92,7 @@ impl Session for TextSession {
                 return paused(pos, Next::Yield);
             }
             requests += 1;
+            let start = out.len();
             let rest = &input[pos..];
             let (command, line_len) = match text::parse(rest) {
                 Parse::Incomplete => return carry_on(pos, 0),
@@ -83,7 +108,10 @@ impl Session for TextSession {
                 Command::Store(header) => {
                     let body = &rest[line_len..];
                     match self.store(header, body, out) {
-                        Some(used) => pos += line_len + used,
+                        Some(used) => {
+                            pos += line_len + used;
+                            self.end_unit(out, start);
+                        }
                         // Wait for the whole value: the reactor sizes its
                         // buffer for it once.
                         None => {
@@ -96,7 +124,10 @@ impl Session for TextSession {
                     let body = &rest[line_len..];
                     let counters = &self.ctx.counters[self.worker];
                     match meta::run(&self.ctx, counters, request, body, out) {
-                        MetaStep::Done { used } => pos += line_len + used,
+                        MetaStep::Done { used } => {
+                            pos += line_len + used;
+                            self.end_unit(out, start);
+                        }
                         MetaStep::NeedData { wanted } => return carry_on(pos, line_len + wanted),
                         MetaStep::Swallow { bytes, reply } => {
                             pos += line_len;
@@ -105,9 +136,23 @@ impl Session for TextSession {
                         }
                     }
                 }
+                Command::Quit if self.datagram => {
+                    // memcached drops the rest of the datagram, and sends
+                    // the empty reply it began for `quit` only when nothing
+                    // was answered before it.
+                    if self.unit_ends.is_empty() {
+                        self.unit_ends.push(out.len());
+                    }
+                    return Progress {
+                        consumed: pos + line_len,
+                        next: Next::Close,
+                    };
+                }
                 other => {
                     pos += line_len;
-                    if let Some(next) = self.execute(other, out) {
+                    let next = self.execute(other, out);
+                    self.end_unit(out, start);
+                    if let Some(next) = next {
                         return Progress {
                             consumed: pos,
                             next,
@@ -116,6 +161,24 @@ impl Session for TextSession {
                 }
             }
         }
+    }
+
+    fn on_datagram(&mut self, input: &[u8], out: &mut Vec<u8>, unit_ends: &mut Vec<usize>) -> Next {
+        // Nothing carries over between datagrams, not even a value being
+        // thrown away.
+        self.swallow = 0;
+        self.after_swallow = None;
+        // Fill the caller's list in place of ours, without allocating.
+        std::mem::swap(&mut self.unit_ends, unit_ends);
+        self.datagram = true;
+        let unlimited = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let progress = self.on_input(input, out, unlimited);
+        self.datagram = false;
+        std::mem::swap(&mut self.unit_ends, unit_ends);
+        progress.next
     }
 }
 
@@ -182,12 +245,7 @@ impl TextSession {
         };
         let outcome = store.store(mode, header.key, header.flags, exptime, value);
         if header.kind == StoreKind::Cas {
-            match outcome {
-                StoreOutcome::Stored => bump(&counters.cas_hits),
-                StoreOutcome::Exists => bump(&counters.cas_badval),
-                StoreOutcome::NotFound => bump(&counters.cas_misses),
-                _ => {}
-            }
+            count_cas(counters, outcome);
         }
         let line = match outcome {
             StoreOutcome::Stored => "STORED",
@@ -253,6 +311,8 @@ impl TextSession {
                         answer(out, noreply, "NOT_FOUND");
                     }
                     Err(DeltaError::NonNumeric) => answer(out, noreply, text::NON_NUMERIC),
+                    // Text requests carry no CAS condition.
+                    Err(DeltaError::Exists) => answer(out, noreply, "EXISTS"),
                     Err(DeltaError::NoMemory) => answer(out, noreply, text::NO_MEMORY_DELTA),
                 }
             }
@@ -319,12 +379,19 @@ impl TextSession {
         let touch = matches!(kind, GetKind::Gat | GetKind::Gats);
         let expiry = Expiry::from_memcached(i64::from(exptime));
         let start = out.len();
-        for key in keys {
+        let units_before = self.unit_ends.len();
+        for (index, key) in keys.enumerate() {
             if key.len() > text::KEY_MAX_LENGTH {
                 // memcached discards what this command produced so far.
                 out.truncate(start);
+                self.unit_ends.truncate(units_before);
                 reply::line(out, text::BAD_FORMAT);
                 return;
+            }
+            // Each key after the first starts a reply unit of its own, even
+            // when the one before missed and left its unit empty.
+            if self.datagram && index > 0 {
+                self.unit_ends.push(out.len());
             }
             let write = |item: crate::store::ItemView<'_>| {
                 let cas = with_cas.then_some(item.cas);
@@ -466,5 +533,126 @@ decr n 1\r\nappend a 0 0 2 noreply\r\nde\r\ngets a\r\nset big 0 0 2000000\r\n";
         assert_eq!(progress.consumed, 15);
         let progress = session.on_input(b"GET / HTTP/1.1\r\n", &mut out, NO_LIMITS);
         assert_eq!(progress.next, Next::Close);
+    }
+
+    /// Random requests, valid and broken, cut at random places: the session
+    /// must never panic, never claim bytes it was not given, and answer the
+    /// same whatever the cuts.
+    #[test]
+    fn random_streams_are_answered_the_same_however_they_are_cut() {
+        const PIECES: &[&[u8]] = &[
+            b"get a b c\r\n",
+            b"gets a\r\n",
+            b"gat 10 a\r\n",
+            b"set a 1 0 3\r\nabc\r\n",
+            b"set b 0 0 5\r\nab\r\n",
+            b"add a 0 0 1 noreply\r\nx\r\n",
+            b"append a 0 0 2\r\nzz\r\n",
+            b"cas a 0 0 1 1\r\ny\r\n",
+            b"incr n 5\r\n",
+            b"set n 0 0 2\r\n99\r\n",
+            b"decr n 200\r\n",
+            b"delete a\r\n",
+            b"touch b 100\r\n",
+            b"flush_all\r\n",
+            b"set big 0 0 3000000\r\n",
+            b"stats\r\n",
+            b"version\r\n",
+            b"bogus\r\n",
+            b"\r\n",
+            b"set x 0 0 -1\r\n",
+            b"get \xff\x00\x01\r\n",
+            b"\x80\x01\x00",
+            b"incr",
+            b" 1\r\n",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 30) {
+                input.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            // Replies to `stats` differ from run to run; only compare without it.
+            let comparable = !input.windows(5).any(|w| w == b"stats");
+            let whole = feed(&mut session(), &input, input.len().max(1));
+            let chunk = 1 + (next() % 17) as usize;
+            let cut = feed(&mut session(), &input, chunk);
+            if comparable {
+                assert_eq!(
+                    cut,
+                    whole,
+                    "input {:?} in chunks of {chunk}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+
+    /// Serves `input` as one datagram; the replies cut into their units.
+    fn datagram(session: &mut TextSession, input: &[u8]) -> (Vec<Vec<u8>>, Next) {
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        let next = session.on_datagram(input, &mut out, &mut ends);
+        let mut units = Vec::new();
+        let mut start = 0;
+        for end in ends {
+            units.push(out[start..end].to_vec());
+            start = end;
+        }
+        assert_eq!(start, out.len(), "every reply byte belongs to a unit");
+        (units, next)
+    }
+
+    #[test]
+    fn a_datagram_has_a_unit_per_command_and_per_get_key() {
+        let mut session = session();
+        let (units, _) = datagram(&mut session, b"set a 1 0 1\r\nx\r\nversion\r\n");
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0], b"STORED\r\n");
+        assert!(units[1].starts_with(b"VERSION "));
+        let (units, _) = datagram(&mut session, b"get a nope\r\n");
+        assert_eq!(units, [&b"VALUE a 1 1\r\nx\r\n"[..], b"END\r\n"]);
+        // A miss before the last key leaves an empty unit, as in memcached.
+        let (units, _) = datagram(&mut session, b"get nope a\r\n");
+        assert_eq!(units, [&b""[..], b"VALUE a 1 1\r\nx\r\nEND\r\n"]);
+        let (units, _) = datagram(&mut session, b"get a\r\n");
+        assert_eq!(units, [&b"VALUE a 1 1\r\nx\r\nEND\r\n"[..]]);
+    }
+
+    #[test]
+    fn noreply_makes_no_unit_and_quit_an_empty_one() {
+        let mut session = session();
+        let (units, _) = datagram(&mut session, b"set q 0 0 1 noreply\r\nq\r\nget q\r\n");
+        assert_eq!(units, [&b"VALUE q 0 1\r\nq\r\nEND\r\n"[..]]);
+        let (units, next) = datagram(&mut session, b"quit\r\nget q\r\n");
+        assert_eq!(next, Next::Close);
+        assert_eq!(units, [&b""[..]]);
+        let (units, _) = datagram(&mut session, b"set q 0 0 1 noreply\r\nq\r\nquit\r\n");
+        assert_eq!(units, [&b""[..]]);
+        let (units, next) = datagram(&mut session, b"version\r\nquit\r\nget q\r\n");
+        assert_eq!(next, Next::Close);
+        assert_eq!(units.len(), 1);
+        assert!(units[0].starts_with(b"VERSION "));
+    }
+
+    #[test]
+    fn nothing_carries_over_between_datagrams() {
+        let mut session = session();
+        // A request cut off at the end of a datagram is dropped.
+        let (units, _) = datagram(&mut session, b"version\r\nset k 0 0 10\r\nabc");
+        assert_eq!(units.len(), 1);
+        let (units, _) = datagram(&mut session, b"get k\r\n");
+        assert_eq!(units, [&b"END\r\n"[..]]);
+        // So is a refused value still being thrown away.
+        let (units, _) = datagram(&mut session, b"set big 0 0 2000000\r\nxyz");
+        assert!(units.is_empty());
+        let (units, _) = datagram(&mut session, b"get k\r\n");
+        assert_eq!(units, [&b"END\r\n"[..]]);
     }
 }

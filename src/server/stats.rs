@@ -1,47 +1,98 @@
-//! The replies of `stats` and its groups, in memcached's names and order.
+//! The statistics of `stats` and its groups, in memcached's names and order.
+//!
+//! The groups are gathered once, into a [`StatSink`], and each protocol
+//! encodes them its own way: the text protocol as `STAT name value` lines
+//! ending in `END`, the binary protocol as one packet per statistic ending
+//! in an empty one. What a group answers besides its statistics (`RESET`,
+//! the detail switches, an unknown group) comes back as a [`Gathered`] for
+//! the protocol to word.
 
 use super::counters::{self, CounterTotals};
 use super::ServerContext;
-use crate::protocol::reply::{self, stat};
+use crate::protocol::reply;
 use crate::protocol::text::{self, StatsGroup};
+use crate::reactor::{Endpoint, Transport};
+use std::fmt::Display;
 use std::sync::atomic::Ordering;
 
-pub fn write(ctx: &ServerContext, group: StatsGroup<'_>, out: &mut Vec<u8>) {
+/// Where statistics go, one `(name, value)` at a time.
+pub trait StatSink {
+    fn stat(&mut self, name: &str, value: &dyn Display);
+}
+
+/// The text protocol's sink: `STAT name value\r\n` lines.
+pub struct StatLines<'a>(pub &'a mut Vec<u8>);
+
+impl StatSink for StatLines<'_> {
+    fn stat(&mut self, name: &str, value: &dyn Display) {
+        reply::stat(self.0, name, value);
+    }
+}
+
+/// What a `stats` request did besides listing statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gathered {
+    /// The group's statistics went to the sink.
+    Listed,
+    /// `stats reset` cleared the counters.
+    Reset,
+    /// `stats detail on|off` was accepted.
+    DetailSwitched,
+    /// `stats detail dump`: per-prefix statistics are not collected, so the
+    /// dump is empty.
+    DetailDump,
+    /// `stats detail` without a known argument.
+    DetailUsage,
+    Unknown,
+}
+
+/// Gathers `group` into `sink`.
+pub fn gather(ctx: &ServerContext, group: StatsGroup<'_>, sink: &mut dyn StatSink) -> Gathered {
     match group {
-        StatsGroup::General => general(ctx, out),
-        StatsGroup::Settings => settings(ctx, out),
-        StatsGroup::Items => items(ctx, out),
-        StatsGroup::Slabs => slabs(ctx, out),
-        StatsGroup::Sizes => stat(out, "sizes_status", "disabled"),
-        StatsGroup::Conns => conns(ctx, out),
+        StatsGroup::General => general(ctx, sink),
+        StatsGroup::Settings => settings(ctx, sink),
+        StatsGroup::Items => items(ctx, sink),
+        StatsGroup::Slabs => slabs(ctx, sink),
+        StatsGroup::Sizes => stat(sink, "sizes_status", "disabled"),
+        StatsGroup::Conns => conns(ctx, sink),
         StatsGroup::Reset => {
             *ctx.stats_base.lock() = counters::total(&ctx.counters);
-            reply::line(out, "RESET");
-            return;
+            return Gathered::Reset;
         }
+        // Per-prefix statistics are not collected; the switches are
+        // accepted so tools that flip them keep working.
         StatsGroup::Detail(arg) => {
-            // Per-prefix statistics are not collected; the switches are
-            // accepted so tools that flip them keep working.
-            match arg {
-                Some(b"on") | Some(b"off") => reply::line(out, "OK"),
-                Some(b"dump") => reply::end(out),
-                _ => reply::line(out, text::STATS_DETAIL_USAGE),
+            return match arg {
+                Some(b"on") | Some(b"off") => Gathered::DetailSwitched,
+                Some(b"dump") => Gathered::DetailDump,
+                _ => Gathered::DetailUsage,
             }
-            return;
         }
-        StatsGroup::Unknown => {
-            reply::line(out, text::ERROR);
-            return;
-        }
+        StatsGroup::Unknown => return Gathered::Unknown,
     }
-    reply::end(out);
+    Gathered::Listed
+}
+
+/// The text protocol's reply to `stats [group]`.
+pub fn write(ctx: &ServerContext, group: StatsGroup<'_>, out: &mut Vec<u8>) {
+    match gather(ctx, group, &mut StatLines(out)) {
+        Gathered::Listed | Gathered::DetailDump => reply::end(out),
+        Gathered::Reset => reply::line(out, "RESET"),
+        Gathered::DetailSwitched => reply::line(out, "OK"),
+        Gathered::DetailUsage => reply::line(out, text::STATS_DETAIL_USAGE),
+        Gathered::Unknown => reply::line(out, text::ERROR),
+    }
+}
+
+fn stat(sink: &mut dyn StatSink, name: &str, value: impl Display) {
+    sink.stat(name, &value);
 }
 
 fn command_totals(ctx: &ServerContext) -> CounterTotals {
     counters::total(&ctx.counters).since(&ctx.stats_base.lock())
 }
 
-fn general(ctx: &ServerContext, out: &mut Vec<u8>) {
+fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     let c = command_totals(ctx);
     let r = &ctx.reactor_stats;
     let s = ctx.store.stats();
@@ -128,7 +179,7 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn settings(ctx: &ServerContext, out: &mut Vec<u8>) {
+fn settings(ctx: &ServerContext, out: &mut dyn StatSink) {
     let s = &ctx.settings;
     stat(out, "maxbytes", ctx.store.stats().limit_maxbytes);
     stat(out, "maxconns", s.max_connections);
@@ -143,7 +194,11 @@ fn settings(ctx: &ServerContext, out: &mut Vec<u8>) {
         "evictions",
         if s.evictions_enabled { "on" } else { "off" },
     );
-    stat(out, "domain_socket", "NULL");
+    match &s.unix_socket {
+        Some(path) => stat(out, "domain_socket", path.display()),
+        None => stat(out, "domain_socket", "NULL"),
+    }
+    stat(out, "umask", format_args!("{:o}", s.unix_socket_mask));
     stat(out, "shutdown_command", yes_no(s.enable_shutdown));
     stat(out, "num_threads", s.threads);
     stat(out, "reqs_per_event", s.reqs_per_event);
@@ -161,7 +216,7 @@ fn settings(ctx: &ServerContext, out: &mut Vec<u8>) {
 
 /// Items live in one class here (there are no slab classes); it is listed
 /// when it holds items, as memcached lists only classes in use.
-fn items(ctx: &ServerContext, out: &mut Vec<u8>) {
+fn items(ctx: &ServerContext, out: &mut dyn StatSink) {
     let s = ctx.store.stats();
     if s.curr_items == 0 {
         return;
@@ -178,7 +233,7 @@ fn items(ctx: &ServerContext, out: &mut Vec<u8>) {
     );
 }
 
-fn slabs(ctx: &ServerContext, out: &mut Vec<u8>) {
+fn slabs(ctx: &ServerContext, out: &mut dyn StatSink) {
     let s = ctx.store.stats();
     let c = command_totals(ctx);
     if s.curr_items > 0 {
@@ -198,22 +253,46 @@ fn slabs(ctx: &ServerContext, out: &mut Vec<u8>) {
     stat(out, "total_malloced", s.bytes);
 }
 
-fn conns(ctx: &ServerContext, out: &mut Vec<u8>) {
+/// memcached's `stats conns`: per connection its client and the socket it
+/// came through; a UDP socket, which has no one client, shows itself.
+fn conns(ctx: &ServerContext, out: &mut dyn StatSink) {
     let now = ctx.registry.now();
     for conn in ctx.registry.snapshot() {
         let id = conn.id;
-        stat(
-            out,
-            &format!("{id}:addr"),
-            format_args!("tcp:{}", conn.peer),
-        );
-        stat(
-            out,
-            &format!("{id}:listen_addr"),
-            format_args!("tcp:{}", conn.local),
-        );
-        stat(out, &format!("{id}:state"), "conn_parse_cmd");
         let idle = now.saturating_sub(conn.last_active.load(Ordering::Relaxed));
+        if conn.transport == Transport::Udp {
+            stat(out, &format!("{id}:UDP"), "UDP");
+            stat(
+                out,
+                &format!("{id}:addr"),
+                endpoint(conn.transport, &conn.local),
+            );
+            stat(out, &format!("{id}:state"), "conn_read");
+        } else {
+            stat(
+                out,
+                &format!("{id}:addr"),
+                endpoint(conn.transport, &conn.peer),
+            );
+            stat(
+                out,
+                &format!("{id}:listen_addr"),
+                endpoint(conn.transport, &conn.local),
+            );
+            stat(out, &format!("{id}:state"), "conn_parse_cmd");
+        }
         stat(out, &format!("{id}:secs_since_last_cmd"), idle);
+    }
+}
+
+/// An address in memcached's words.
+fn endpoint(transport: Transport, endpoint: &Endpoint) -> String {
+    match (transport, endpoint) {
+        (Transport::Udp, Endpoint::Inet(addr)) => format!("udp:{addr}"),
+        (_, Endpoint::Inet(addr)) => format!("tcp:{addr}"),
+        (_, Endpoint::Unix(Some(path))) => format!("unix:{}", path.display()),
+        // memcached keeps no address for a unix client and prints it as an
+        // unknown address family of number 0.
+        (_, Endpoint::Unix(None)) => "?:<AF 0>".to_string(),
     }
 }

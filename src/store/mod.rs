@@ -84,7 +84,7 @@ use parking_lot::Mutex;
 use budget::{Budget, Charge};
 use clock::RelTime;
 use item::{item_data, memcached_item_size, Slot, MAX_KEY_LEN};
-use shard::{Delta, Moment, Shard, StoreRequest};
+use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
 pub use stats::StoreStats;
@@ -172,7 +172,7 @@ pub struct StoreOptions {
     pub key_binary: bool,
 }
 
-/// What a meta delete did.
+/// What a delete did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
     Deleted,
@@ -183,23 +183,36 @@ pub enum DeleteOutcome {
     NotFound,
 }
 
-/// Why a meta arithmetic command did not apply.
+/// Why an incr, a decr or a meta arithmetic command did not apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArithError {
+pub enum DeltaError {
     NotFound,
-    /// The item's CAS was not the one given.
+    /// The item's CAS is not the one the request named.
     Exists,
+    /// The item's value is not a decimal number memcached would accept.
     NonNumeric,
     NoMemory,
 }
 
-/// Why an incr or decr did not apply.
+/// An incr or decr as the binary protocol asks for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeltaError {
-    NotFound,
-    /// The item's value is not a decimal number memcached would accept.
-    NonNumeric,
-    NoMemory,
+pub struct DeltaRequest {
+    pub incr: bool,
+    pub delta: u64,
+    /// When not 0, the item's CAS must equal it.
+    pub expected_cas: u64,
+    /// Create a missing item holding this number, with flags 0 and this expiry.
+    pub create: Option<(u64, Expiry)>,
+}
+
+/// What an applied [`DeltaRequest`] left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaApplied {
+    pub value: u64,
+    /// The item's new CAS (0 when CAS is disabled).
+    pub cas: u64,
+    /// The item was missing and was created with the initial value.
+    pub created: bool,
 }
 
 /// A live item, lent to a reader while its stripe is locked.
@@ -604,11 +617,14 @@ impl Store {
         compare: Option<u64>,
         invalidate: Option<Option<Expiry>>,
     ) -> DeleteOutcome {
-        let hash = self.shared.hash(key);
-        let moment = self.moment();
-        self.stripe(hash)
-            .lock()
-            .meta_delete(&self.shared, hash, key, &moment, compare, invalidate)
+        self.delete_with(
+            key,
+            Deletion {
+                compare,
+                invalidate,
+                by: Lookup::Get,
+            },
+        )
     }
 
     /// Meta arithmetic (`ma`): incr or decr by `delta` if the item's CAS is `compare` (0
@@ -622,7 +638,7 @@ impl Store {
         compare: u64,
         create: Option<u64>,
         read: impl FnOnce(&mut MetaEntry<'_>, u64) -> R,
-    ) -> Result<R, ArithError> {
+    ) -> Result<R, DeltaError> {
         let hash = self.shared.hash(key);
         let delta = if incr {
             Delta::Incr(delta)
@@ -649,16 +665,32 @@ impl Store {
                 .expect("with_room stops after the first success");
             Ok(Ok(shard.after_arith(&self.shared, moment, &done, read)))
         })
-        .unwrap_or(Err(ArithError::NoMemory))
+        .unwrap_or(Err(DeltaError::NoMemory))
     }
 
     /// Deletes a live item; false if there was none.
     pub fn delete(&self, key: &[u8]) -> bool {
+        self.delete_if_cas(key, 0) == DeleteOutcome::Deleted
+    }
+
+    /// Deletes a live item if its CAS is `expected_cas`, or whatever its CAS when that is 0.
+    pub fn delete_if_cas(&self, key: &[u8], expected_cas: u64) -> DeleteOutcome {
+        self.delete_with(
+            key,
+            Deletion {
+                compare: (expected_cas != 0).then_some(expected_cas),
+                invalidate: None,
+                by: Lookup::Other,
+            },
+        )
+    }
+
+    fn delete_with(&self, key: &[u8], deletion: Deletion) -> DeleteOutcome {
         let hash = self.shared.hash(key);
         let moment = self.moment();
         self.stripe(hash)
             .lock()
-            .delete(&self.shared, hash, key, &moment)
+            .delete(&self.shared, hash, key, &moment, deletion)
     }
 
     /// Sets a live item's expiry without changing its CAS; false if there was none.
@@ -674,13 +706,31 @@ impl Store {
     /// 2^64, decr stops at 0, and a shorter result is written in place padded with spaces.
     /// Returns the new value.
     pub fn incr_decr(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, DeltaError> {
-        match self.meta_arith(key, incr, delta, 0, None, |_, value| value) {
-            Ok(value) => Ok(value),
-            Err(ArithError::NotFound) => Err(DeltaError::NotFound),
-            Err(ArithError::NonNumeric) => Err(DeltaError::NonNumeric),
-            Err(ArithError::NoMemory) => Err(DeltaError::NoMemory),
-            Err(ArithError::Exists) => unreachable!("no CAS was given to compare"),
-        }
+        self.meta_arith(key, incr, delta, 0, None, |_, value| value)
+    }
+
+    /// incr/decr with the binary protocol's extras: a CAS condition, and an initial value
+    /// to create a missing item with (whatever CAS was named, as memcached does), which
+    /// then gets the request's expiry.
+    pub fn delta(&self, key: &[u8], request: DeltaRequest) -> Result<DeltaApplied, DeltaError> {
+        let initial = request.create.map(|(initial, _)| initial);
+        self.meta_arith(
+            key,
+            request.incr,
+            request.delta,
+            request.expected_cas,
+            initial,
+            |entry, value| {
+                if let (true, Some((_, exptime))) = (entry.created(), request.create) {
+                    entry.set_expiry(exptime);
+                }
+                DeltaApplied {
+                    value,
+                    cas: entry.cas(),
+                    created: entry.created(),
+                }
+            },
+        )
     }
 
     /// `flush_all [delay]`: items stored before the moment become invisible from that moment.

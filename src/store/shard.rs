@@ -19,7 +19,7 @@ use super::item::{
 };
 use super::stats::ShardCounters;
 use super::{
-    ArithError, DeleteOutcome, ItemView, MetaEntry, Shared, StoreMode, StoreOptions, StoreOutcome,
+    DeleteOutcome, DeltaError, ItemView, MetaEntry, Shared, StoreMode, StoreOptions, StoreOutcome,
 };
 use crate::ascii::{format_u64, parse_u64, MAX_DIGITS};
 
@@ -63,7 +63,7 @@ impl Moment {
 
 /// Who is looking an item up: only gets count expired and flushed hits.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Lookup {
+pub enum Lookup {
     Get,
     Other,
 }
@@ -79,6 +79,17 @@ pub struct StoreRequest<'a> {
     /// append and prepend, and kept for the next attempt when one fails for want of room.
     pub data: Option<Box<[u8]>>,
     pub options: StoreOptions,
+}
+
+/// A delete's conditions: the classic commands' plain delete, the binary protocol's
+/// CAS-conditional one, and the meta protocol's, which may invalidate instead.
+pub struct Deletion {
+    /// The item's CAS must be this.
+    pub compare: Option<u64>,
+    /// Keep the item, marked stale, with this new expiry if any.
+    pub invalidate: Option<Option<Expiry>>,
+    /// Whether a miss on an expired or flushed item counts as a get's.
+    pub by: Lookup,
 }
 
 /// What an incr or decr did, for the caller to look at the item afterwards.
@@ -283,25 +294,27 @@ impl<P: EvictionPolicy> Shard<P> {
         Ok(Some(index))
     }
 
-    /// A meta delete: removes the item, or with `invalidate` marks it stale under a new
-    /// CAS (and, given one, a new expiry). `compare` must match the item's CAS when given.
-    pub fn meta_delete(
+    /// Deletes a visible item, or with `invalidate` marks it stale under a new CAS (and,
+    /// given one, a new expiry). `compare` must match the item's CAS when given.
+    pub fn delete(
         &mut self,
         shared: &Shared,
         hash: u64,
         key: &[u8],
         moment: &Moment,
-        compare: Option<u64>,
-        invalidate: Option<Option<Expiry>>,
+        deletion: Deletion,
     ) -> DeleteOutcome {
-        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Get) else {
+        let Some(index) = self.lookup(shared, hash, key, moment, deletion.by) else {
             return DeleteOutcome::NotFound;
         };
         let slot = &mut self.slots[index as usize];
-        if compare.is_some_and(|cas| cas != visible_cas(shared, slot)) {
+        if deletion
+            .compare
+            .is_some_and(|cas| cas != visible_cas(shared, slot))
+        {
             return DeleteOutcome::Exists;
         }
-        match invalidate {
+        match deletion.invalidate {
             Some(exptime) => {
                 if let Some(exptime) = exptime {
                     slot.exptime = exptime.rel_time();
@@ -316,15 +329,6 @@ impl<P: EvictionPolicy> Shard<P> {
                 DeleteOutcome::Deleted
             }
         }
-    }
-
-    pub fn delete(&mut self, shared: &Shared, hash: u64, key: &[u8], moment: &Moment) -> bool {
-        let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Other) else {
-            return false;
-        };
-        self.unlink(shared, hash, index);
-        self.maybe_compact(shared);
-        true
     }
 
     /// Removes the item under `key` whatever its state (a failed set must not leave stale
@@ -489,10 +493,10 @@ impl<P: EvictionPolicy> Shard<P> {
         create: Option<u64>,
         moment: &Moment,
         prepaid: &mut Charge,
-    ) -> Result<Result<Arith, ArithError>, Charge> {
+    ) -> Result<Result<Arith, DeltaError>, Charge> {
         let Some(index) = self.lookup(shared, hash, key, moment, Lookup::Get) else {
             let Some(initial) = create else {
-                return Ok(Err(ArithError::NotFound));
+                return Ok(Err(DeltaError::NotFound));
             };
             let mut buf = [0; MAX_DIGITS];
             let digits = format_u64(initial, &mut buf);
@@ -504,20 +508,20 @@ impl<P: EvictionPolicy> Shard<P> {
                         created: true,
                         replaced: false,
                     }),
-                    None => Err(ArithError::NoMemory),
+                    None => Err(DeltaError::NoMemory),
                 },
             );
         };
         let slot = &self.slots[index as usize];
         // memcached's order: an empty value, then the CAS, then the number.
         if slot.value().is_empty() {
-            return Ok(Err(ArithError::NonNumeric));
+            return Ok(Err(DeltaError::NonNumeric));
         }
         if compare != 0 && compare != visible_cas(shared, slot) {
-            return Ok(Err(ArithError::Exists));
+            return Ok(Err(DeltaError::Exists));
         }
         let Some(current) = parse_u64(slot.value()) else {
-            return Ok(Err(ArithError::NonNumeric));
+            return Ok(Err(DeltaError::NonNumeric));
         };
         let updated = match delta {
             Delta::Incr(amount) => current.wrapping_add(amount),

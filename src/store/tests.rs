@@ -1073,24 +1073,24 @@ fn meta_arith_compares_creates_and_reports() {
             (value, entry.created(), entry.cas())
         })
     };
-    assert_eq!(incr(b"n", 0, None), Err(ArithError::NotFound));
+    assert_eq!(incr(b"n", 0, None), Err(DeltaError::NotFound));
     let (value, created, cas) = incr(b"n", 0, Some(40)).unwrap();
     assert_eq!((value, created), (40, true));
     assert_eq!(try_value(&store, b"n").as_deref(), Some(&b"40"[..]));
-    assert_eq!(incr(b"n", cas + 1, None), Err(ArithError::Exists));
+    assert_eq!(incr(b"n", cas + 1, None), Err(DeltaError::Exists));
     let (value, created, new_cas) = incr(b"n", cas, None).unwrap();
     assert_eq!((value, created), (45, false));
     assert!(new_cas > cas);
     set(&store, b"empty", b"");
     assert_eq!(
         incr(b"empty", 1, None),
-        Err(ArithError::NonNumeric),
+        Err(DeltaError::NonNumeric),
         "empty before CAS"
     );
     set(&store, b"word", b"abc");
     assert_eq!(
         incr(b"word", 1, None),
-        Err(ArithError::Exists),
+        Err(DeltaError::Exists),
         "CAS before the number"
     );
     assert_eq!(
@@ -1117,4 +1117,133 @@ fn meta_arith_expiry_change_is_lost_when_the_number_outgrows_its_item() {
         store.peek(b"grows", |e| (e.ttl(), e.value().to_vec())),
         Some((None, b"100".to_vec()))
     );
+}
+
+#[test]
+fn store_with_returns_the_new_cas_and_checks_append_cas() {
+    let compare = |compare_cas| StoreOptions {
+        compare_cas,
+        ..StoreOptions::default()
+    };
+    let store = small_store();
+    let (outcome, cas) =
+        store.store_with(StoreMode::Set, b"k", 3, Expiry::NEVER, b"ab", compare(0));
+    assert_eq!(outcome, StoreOutcome::Stored);
+    assert_eq!(cas, cas_of(&store, b"k"));
+    // Append with the wrong CAS is refused and changes nothing.
+    let refused = store.store_with(
+        StoreMode::Append,
+        b"k",
+        0,
+        Expiry::NEVER,
+        b"x",
+        compare(cas + 1),
+    );
+    assert_eq!(refused, (StoreOutcome::Exists, 0));
+    assert_eq!(try_value(&store, b"k").as_deref(), Some(&b"ab"[..]));
+    // With the right CAS it applies, keeps the flags and gives a new CAS.
+    let (outcome, appended) = store.store_with(
+        StoreMode::Append,
+        b"k",
+        0,
+        Expiry::NEVER,
+        b"c",
+        compare(cas),
+    );
+    assert_eq!(outcome, StoreOutcome::Stored);
+    assert!(appended > cas);
+    assert_eq!(fetch(&store, b"k"), Some((b"abc".to_vec(), 3, appended)));
+    let (outcome, prepended) =
+        store.store_with(StoreMode::Prepend, b"k", 0, Expiry::NEVER, b"z", compare(0));
+    assert_eq!(outcome, StoreOutcome::Stored);
+    assert_eq!(fetch(&store, b"k"), Some((b"zabc".to_vec(), 3, prepended)));
+    // A CAS condition on a missing item is simply not stored.
+    assert_eq!(
+        store.store_with(
+            StoreMode::Prepend,
+            b"none",
+            0,
+            Expiry::NEVER,
+            b"z",
+            compare(5)
+        ),
+        (StoreOutcome::NotStored, 0)
+    );
+    // A cas store reports the CAS it gave.
+    let (outcome, swapped) = store.store_with(
+        StoreMode::Cas(prepended),
+        b"k",
+        1,
+        Expiry::NEVER,
+        b"n",
+        compare(0),
+    );
+    assert_eq!(outcome, StoreOutcome::Stored);
+    assert_eq!(fetch(&store, b"k"), Some((b"n".to_vec(), 1, swapped)));
+}
+
+#[test]
+fn delete_if_cas_deletes_only_the_named_version() {
+    let store = small_store();
+    set(&store, b"k", b"v");
+    let cas = cas_of(&store, b"k");
+    assert_eq!(store.delete_if_cas(b"k", cas + 1), DeleteOutcome::Exists);
+    assert!(try_value(&store, b"k").is_some());
+    assert_eq!(store.delete_if_cas(b"k", cas), DeleteOutcome::Deleted);
+    assert_eq!(store.delete_if_cas(b"k", cas), DeleteOutcome::NotFound);
+    set(&store, b"k", b"v");
+    assert_eq!(store.delete_if_cas(b"k", 0), DeleteOutcome::Deleted);
+    assert_eq!(store.delete_if_cas(b"k", 0), DeleteOutcome::NotFound);
+}
+
+#[test]
+fn delta_creates_with_an_initial_value_and_checks_cas() {
+    let store = small_store();
+    let request = |delta, expected_cas, create| DeltaRequest {
+        incr: true,
+        delta,
+        expected_cas,
+        create,
+    };
+    // No initial value: a miss stays a miss.
+    assert_eq!(
+        store.delta(b"n", request(1, 0, None)),
+        Err(DeltaError::NotFound)
+    );
+    // A miss with an initial value creates the item, whatever CAS was named.
+    let created = store
+        .delta(b"n", request(5, 99, Some((42, Expiry::NEVER))))
+        .expect("created");
+    let cas = created.cas;
+    assert_eq!((created.value, created.created), (42, true));
+    assert_eq!(fetch(&store, b"n"), Some((b"42".to_vec(), 0, cas)));
+    // Present: the delta applies, the initial value is ignored.
+    let applied = store
+        .delta(b"n", request(8, cas, Some((7, Expiry::NEVER))))
+        .expect("applied");
+    let next = applied.cas;
+    assert_eq!((applied.value, applied.created), (50, false));
+    assert!(next > cas);
+    assert_eq!(fetch(&store, b"n"), Some((b"50".to_vec(), 0, next)));
+    // The wrong CAS changes nothing.
+    assert_eq!(
+        store.delta(b"n", request(1, next + 1, None)),
+        Err(DeltaError::Exists)
+    );
+    assert_eq!(try_value(&store, b"n").as_deref(), Some(&b"50"[..]));
+    // An empty value is not a number, whatever the CAS.
+    set(&store, b"e", b"");
+    assert_eq!(
+        store.delta(b"e", request(1, 12345, None)),
+        Err(DeltaError::NonNumeric)
+    );
+    // Decrement creates too, and a created item expires as asked.
+    let decr = DeltaRequest {
+        incr: false,
+        delta: 3,
+        expected_cas: 0,
+        create: Some((10, Expiry::from_memcached(-1))),
+    };
+    assert_eq!(store.delta(b"d", decr).map(|d| d.value), Ok(10));
+    assert_eq!(try_value(&store, b"d"), None);
 }

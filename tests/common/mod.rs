@@ -23,7 +23,9 @@
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -239,6 +241,74 @@ pub fn start_memcached(extra: &[&str]) -> Option<Server> {
     ))
 }
 
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    socket.local_addr().expect("local address").port()
+}
+
+/// Starts `rat_memcached` serving UDP too: `-U UDP_PORT` after the usual arguments.
+/// Returns the server and its UDP port.
+pub fn start_rat_udp(extra: &[&str]) -> (Server, u16) {
+    let udp_port = free_udp_port().to_string();
+    let mut args = vec!["-U", udp_port.as_str()];
+    args.extend_from_slice(extra);
+    (start_rat(&args), udp_port.parse().expect("a port"))
+}
+
+/// The reference memcached serving UDP too, or `None` when it is not installed.
+pub fn start_memcached_udp(extra: &[&str]) -> Option<(Server, u16)> {
+    let udp_port = free_udp_port().to_string();
+    let mut args = vec!["-U", udp_port.as_str()];
+    args.extend_from_slice(extra);
+    start_memcached(&args).map(|server| (server, udp_port.parse().expect("a port")))
+}
+
+/// Starts `rat_memcached -s SOCKET <extra>` and waits until the socket accepts
+/// connections; the returned server's `port()` is 0.
+#[cfg(unix)]
+pub fn start_rat_unix(socket: &Path, extra: &[&str]) -> Server {
+    let log_path = log_path("rat_memcached");
+    let log = File::create(&log_path).expect("create server log file");
+    let child = Command::new(rat_binary())
+        .arg("-s")
+        .arg(socket)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log handle"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", rat_binary().display()));
+    let mut server = Server {
+        child,
+        port: 0,
+        name: "rat_memcached".to_owned(),
+        log_path,
+    };
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Some(status) = server.child.try_wait().expect("poll child") {
+            panic!(
+                "rat_memcached exited with {status} before listening on {}:\n{}",
+                socket.display(),
+                server.output()
+            );
+        }
+        if UnixStream::connect(socket).is_ok() {
+            return server;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "rat_memcached did not accept connections on {} within {STARTUP_TIMEOUT:?}; \
+                 output:\n{}",
+                socket.display(),
+                server.output()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts the server under test: rat_memcached, or memcached under `RAT_DIFF_SELFTEST=1`.
 pub fn start_server_under_test(extra: &[&str]) -> Server {
     if selftest() {
@@ -338,11 +408,28 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
-/// A blocking TCP client that moves raw bytes, for tests about exact wire behaviour.
-pub struct RawClient {
-    stream: TcpStream,
+/// A blocking client that moves raw bytes, for tests about exact wire behaviour: over
+/// TCP by default, or over any other stream (a unix socket).
+pub struct RawClient<S = TcpStream> {
+    stream: S,
     /// Bytes received but not yet handed to the caller.
     pending: Vec<u8>,
+}
+
+#[cfg(unix)]
+impl RawClient<UnixStream> {
+    /// Connects to the unix socket at `path`; panics if the server is not there.
+    pub fn connect_unix(path: &Path) -> RawClient<UnixStream> {
+        let stream = UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set read timeout");
+        RawClient {
+            stream,
+            pending: Vec::new(),
+        }
+    }
 }
 
 impl RawClient {
@@ -364,6 +451,13 @@ impl RawClient {
         &self.stream
     }
 
+    /// Stops sending; the server sees end of stream.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+impl<S: Read + Write> RawClient<S> {
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream
@@ -442,11 +536,6 @@ impl RawClient {
         self.send(request);
         self.read_until(terminator)
     }
-
-    /// Stops sending; the server sees end of stream.
-    pub fn shutdown_write(&self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-    }
 }
 
 /// Position of the first occurrence of `needle` in `haystack`.
@@ -455,4 +544,82 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         return Some(0);
     }
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A datagram of memcached's UDP protocol: the 8-byte frame header, then `payload`.
+pub fn udp_frame(request_id: u16, sequence: u16, total: u16, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = Vec::with_capacity(8 + payload.len());
+    for field in [request_id, sequence, total, 0] {
+        datagram.extend_from_slice(&field.to_be_bytes());
+    }
+    datagram.extend_from_slice(payload);
+    datagram
+}
+
+/// The frame header of a reply datagram: request id, sequence number, total, reserved.
+pub fn udp_header(datagram: &[u8]) -> [u16; 4] {
+    assert!(
+        datagram.len() >= 8,
+        "datagram shorter than its header: {datagram:?}"
+    );
+    let field = |at: usize| u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+    [field(0), field(2), field(4), field(6)]
+}
+
+/// A UDP client of one server, for tests of memcached's UDP framing.
+pub struct UdpClient {
+    socket: UdpSocket,
+}
+
+impl UdpClient {
+    /// A socket on 127.0.0.1 that talks to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> UdpClient {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        socket
+            .connect(("127.0.0.1", port))
+            .expect("connect the UDP socket");
+        UdpClient { socket }
+    }
+
+    /// Sends one datagram as it is.
+    pub fn send_raw(&self, datagram: &[u8]) {
+        self.socket
+            .send(datagram)
+            .unwrap_or_else(|e| panic!("send {}: {e}", escape(datagram)));
+    }
+
+    /// Sends `payload` as a one-datagram request with `request_id`.
+    pub fn send(&self, request_id: u16, payload: &[u8]) {
+        self.send_raw(&udp_frame(request_id, 0, 1, payload));
+    }
+
+    /// The next datagram, or `None` if none arrives within `timeout`.
+    pub fn receive_one(&self, timeout: Duration) -> Option<Vec<u8>> {
+        self.socket
+            .set_read_timeout(Some(timeout))
+            .expect("set read timeout");
+        let mut buf = vec![0u8; 65536];
+        match self.socket.recv(&mut buf) {
+            Ok(n) => Some(buf[..n].to_vec()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) => panic!("UDP receive failed: {e}"),
+        }
+    }
+
+    /// Every datagram that arrives until none has for `quiet`.
+    pub fn receive(&self, quiet: Duration) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| self.receive_one(quiet)).collect()
+    }
+
+    /// Sends a request and returns the reply datagrams, waiting up to [`READ_TIMEOUT`]
+    /// for the first and `quiet` after the last.
+    pub fn request(&self, request_id: u16, payload: &[u8], quiet: Duration) -> Vec<Vec<u8>> {
+        self.send(request_id, payload);
+        let Some(first) = self.receive_one(READ_TIMEOUT) else {
+            return Vec::new();
+        };
+        let mut datagrams = vec![first];
+        datagrams.extend(self.receive(quiet));
+        datagrams
+    }
 }
