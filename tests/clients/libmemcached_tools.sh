@@ -128,13 +128,15 @@ expect "memcrm of a missing key fails" 1 "" memcrm "${SERVER[@]}" newcomer
 
 # --- expiry and memctouch --------------------------------------------------------------------
 
+# A TTL of 1 s may end at the server clock's next tick, a few ms away; 4 s
+# leaves room for the next three commands on a loaded machine.
 printf 'brief' >brief
 printf 'extended' >extended
-expect "memccp --expire stores with a TTL" 0 "" memccp "${SERVER[@]}" --expire=1 brief extended
+expect "memccp --expire stores with a TTL" 0 "" memccp "${SERVER[@]}" --expire=4 brief extended
 expect "memctouch extends a TTL" 0 "" memctouch "${SERVER[@]}" --expire=3600 extended
 expect "memctouch of a missing key fails" 1 "" memctouch "${SERVER[@]}" --expire=10 no-such-key
 expect "an item with a TTL is there at first" 0 "" memcexist "${SERVER[@]}" brief
-sleep 3
+sleep 6
 expect "an item past its TTL is gone" 1 "" memccat "${SERVER[@]}" brief
 expect "a touched item outlives its first TTL" 0 $'extended\n' memccat "${SERVER[@]}" extended
 
