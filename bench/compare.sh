@@ -8,6 +8,7 @@
 #   --threads "1 2"      server thread counts to compare, each a separate table ["1 2"]
 #   --gen-threads N      load generator threads [1]
 #   --servers "..."      which of memcached rat_memcached rat_canned to run [all three]
+#   --protocols "..."    wire protocols to load each server with: text meta binary [text]
 #   --rss-items N        items stored for the memory measurement, 0 to skip it [1000000]
 #   --no-build           use the binaries already built
 #   --out DIR            keep the raw JSON results in DIR [a temporary directory]
@@ -25,6 +26,7 @@ ROUND_SECONDS=10
 THREAD_COUNTS="1 2"
 GEN_THREADS=1
 SERVERS="memcached rat_memcached rat_canned"
+PROTOCOLS="text"
 RSS_ITEMS=1000000
 BUILD=1
 OUT=""
@@ -44,11 +46,19 @@ while [[ $# -gt 0 ]]; do
         --threads) THREAD_COUNTS=$2; shift 2 ;;
         --gen-threads) GEN_THREADS=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --protocols) PROTOCOLS=$2; shift 2 ;;
         --rss-items) RSS_ITEMS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
+    esac
+done
+
+for protocol in $PROTOCOLS; do
+    case $protocol in
+        text|meta|binary) ;;
+        *) echo "compare.sh: unknown protocol $protocol (text, meta or binary)" >&2; exit 1 ;;
     esac
 done
 
@@ -182,7 +192,8 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 CORES=$(nproc)
 echo "results and server logs: $OUT"
 echo "workload: $KEYS keys, $VALUE_SIZE-byte values, set:get $SET_RATIO, $CONNS connections," \
-    "pipeline $PIPELINE, uniform keys; $ROUNDS rounds of $ROUND_SECONDS s per server, alternating"
+    "pipeline $PIPELINE, uniform keys; $ROUNDS rounds of $ROUND_SECONDS s per server and protocol," \
+    "alternating; protocols: $PROTOCOLS"
 
 for threads in $THREAD_COUNTS; do
     server_cpus="" generator_cpus=""
@@ -223,40 +234,69 @@ for threads in $THREAD_COUNTS; do
 
     generator=("$LOADGEN")
     [[ -n $generator_cpus ]] && generator=(taskset -c "$generator_cpus" "$LOADGEN")
+    # Every (server, protocol) pair is one run; FAILED, RPS, P99 and GEN are keyed "server/protocol".
     declare -A FAILED=()
     for round in $(seq "$ROUNDS"); do
         # Rotate the order so that no server always runs first or last.
         count=${#running[@]}
         for ((i = 0; i < count; i++)); do
             name=${running[$(((i + round - 1) % count))]}
-            [[ -n ${FAILED[$name]:-} ]] && continue
-            result=$OUT/$name-t$threads-round$round.json
-            if ! "${generator[@]}" --server "127.0.0.1:${PORT[$name]}" --threads "$GEN_THREADS" \
-                --conns "$CONNS" --pipeline "$PIPELINE" --keys "$KEYS" --value-size "$VALUE_SIZE" \
-                --set-ratio "$SET_RATIO" --duration "$ROUND_SECONDS" --json >"$result" 2>"$result.err"; then
-                echo "$name: round $round failed: $(cat "$result.err")"
-                FAILED[$name]=1
-                rm -f "$result"
-            fi
+            for protocol in $PROTOCOLS; do
+                [[ -n ${FAILED[$name/$protocol]:-} ]] && continue
+                result=$OUT/$name-$protocol-t$threads-round$round.json
+                if ! "${generator[@]}" --server "127.0.0.1:${PORT[$name]}" --protocol "$protocol" \
+                    --threads "$GEN_THREADS" --conns "$CONNS" --pipeline "$PIPELINE" --keys "$KEYS" \
+                    --value-size "$VALUE_SIZE" --set-ratio "$SET_RATIO" --duration "$ROUND_SECONDS" \
+                    --json >"$result" 2>"$result.err"; then
+                    echo "$name ($protocol): round $round failed: $(cat "$result.err")"
+                    FAILED[$name/$protocol]=1
+                    rm -f "$result"
+                fi
+            done
         done
     done
     for name in "${running[@]}"; do stop_server "${PID[$name]}"; done
 
     declare -A RPS=() P99=() GEN=()
     for name in "${running[@]}"; do
-        [[ -n ${FAILED[$name]:-} ]] && continue
-        files=("$OUT/$name-t$threads-round"*.json)
-        RPS[$name]=$(for f in "${files[@]}"; do json_field "$f" requests_per_s; done | median)
-        P99[$name]=$(for f in "${files[@]}"; do json_field "$f" p99_us; done | median)
-        GEN[$name]=$(for f in "${files[@]}"; do json_field "$f" cpu_per_thread; done | median)
+        for protocol in $PROTOCOLS; do
+            [[ -n ${FAILED[$name/$protocol]:-} ]] && continue
+            files=("$OUT/$name-$protocol-t$threads-round"*.json)
+            RPS[$name/$protocol]=$(for f in "${files[@]}"; do json_field "$f" requests_per_s; done | median)
+            P99[$name/$protocol]=$(for f in "${files[@]}"; do json_field "$f" p99_us; done | median)
+            GEN[$name/$protocol]=$(for f in "${files[@]}"; do json_field "$f" cpu_per_thread; done | median)
+        done
     done
-    printf '%-15s %12s %10s %13s %10s %14s\n' server "req/s" "p99 us" "vs memcached" "vs canned" "generator CPU"
+
+    # Requests/s and p99 of every protocol side by side, one row per server.
+    printf '%-15s' server
+    for protocol in $PROTOCOLS; do printf ' %12s %10s' "$protocol req/s" "p99 us"; done
+    echo
     for name in "${running[@]}"; do
-        [[ -n ${RPS[$name]:-} ]] || continue
-        printf '%-15s %12.0f %10.1f %13s %10s %13.0f%%\n' "$name" "${RPS[$name]}" "${P99[$name]}" \
-            "$(ratio "${RPS[$name]}" "${RPS[memcached]:-0}")" \
-            "$(ratio "${RPS[$name]}" "${RPS[rat_canned]:-0}")" \
-            "$(awk -v g="${GEN[$name]}" 'BEGIN { print g * 100 }')"
+        printf '%-15s' "$name"
+        for protocol in $PROTOCOLS; do
+            if [[ -n ${RPS[$name/$protocol]:-} ]]; then
+                printf ' %12.0f %10.1f' "${RPS[$name/$protocol]}" "${P99[$name/$protocol]}"
+            else
+                printf ' %12s %10s' failed -
+            fi
+        done
+        echo
+    done
+
+    # Ratios of requests/s: against memcached and rat_canned over the same protocol, and
+    # against the same server over the text protocol.
+    echo
+    printf '%-15s %-8s %13s %10s %9s %14s\n' server protocol "vs memcached" "vs canned" "vs text" "generator CPU"
+    for name in "${running[@]}"; do
+        for protocol in $PROTOCOLS; do
+            [[ -n ${RPS[$name/$protocol]:-} ]] || continue
+            printf '%-15s %-8s %13s %10s %9s %13.0f%%\n' "$name" "$protocol" \
+                "$(ratio "${RPS[$name/$protocol]}" "${RPS[memcached/$protocol]:-0}")" \
+                "$(ratio "${RPS[$name/$protocol]}" "${RPS[rat_canned/$protocol]:-0}")" \
+                "$(ratio "${RPS[$name/$protocol]}" "${RPS[$name/text]:-0}")" \
+                "$(awk -v g="${GEN[$name/$protocol]}" 'BEGIN { print g * 100 }')"
+        done
     done
     echo "(medians over rounds; generator CPU near 100% means the generator set the pace)"
     unset PORT PID FAILED RPS P99 GEN

@@ -1,6 +1,8 @@
-//! A server that speaks just enough of memcached's text protocol to be benchmarked, and
-//! does no work: every key of a get is a hit with the same fixed value, every storage
-//! command is `STORED`, nothing is stored.
+//! A server that speaks just enough of memcached's three protocols (classic text, meta
+//! text, binary) to be benchmarked, and does no work: every key of a get (`get`, `mg`, the
+//! binary get family) is a hit with the same fixed value, every storage command succeeds
+//! (`STORED`, `HD`, binary status 0), nothing is stored. Like memcached, it tells a binary
+//! request from a text line by its first byte, so one connection may mix them.
 //!
 //! Its throughput is the ceiling that loopback networking, the kernel's socket path and the
 //! load generator allow on a given machine: a real server can approach it but not pass it,
@@ -24,12 +26,18 @@ const WAKER: Token = Token(usize::MAX);
 /// Largest data block accepted; larger storage commands close the connection.
 const MAX_DATA: usize = 16 * 1024 * 1024;
 
+mod binary;
+
 /// The replies that never change.
 pub struct CannedReplies {
+    /// The value every get returns.
+    value: Vec<u8>,
     /// `" 0 <size>\r\n<value>\r\n"`: what follows `VALUE <key>` for `get`.
     get_tail: Vec<u8>,
     /// The same with a CAS unique, for `gets`.
     gets_tail: Vec<u8>,
+    /// `"VA <size>"`: the start of a meta hit, before any returned flags.
+    meta_hit: Vec<u8>,
 }
 
 impl CannedReplies {
@@ -45,6 +53,8 @@ impl CannedReplies {
         CannedReplies {
             get_tail: tail(format!(" 0 {value_size}\r\n")),
             gets_tail: tail(format!(" 0 {value_size} 1\r\n")),
+            meta_hit: format!("VA {value_size}").into_bytes(),
+            value,
         }
     }
 }
@@ -68,67 +78,162 @@ fn parse_size(field: Option<&[u8]>) -> Option<usize> {
     })
 }
 
+/// What one command at the front of the input came to.
+enum Step {
+    /// Handled, taking this many bytes.
+    Done(usize),
+    /// Handled, taking this many bytes; close the connection after the replies.
+    Close(usize),
+    /// Not all there yet.
+    Incomplete,
+}
+
 /// Answers every complete command at the front of `input` into `output`.
+///
+/// A command starting with the binary protocol's request magic byte is a binary packet;
+/// anything else is a text line, classic or meta. Clients may mix them on one connection,
+/// as memcached allows.
 pub fn answer(replies: &CannedReplies, input: &[u8], output: &mut Vec<u8>) -> Answered {
     let mut position = 0;
-    while let Some(newline) = input[position..].iter().position(|&b| b == b'\n') {
-        let line_end = position + newline + 1;
-        let line = &input[position..position + newline];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
-        match tokens.next() {
-            Some(command @ (b"get" | b"gets")) => {
-                let tail = if command == b"get" {
-                    &replies.get_tail
-                } else {
-                    &replies.gets_tail
-                };
-                for key in tokens {
-                    output.extend_from_slice(b"VALUE ");
-                    output.extend_from_slice(key);
-                    output.extend_from_slice(tail);
-                }
-                output.extend_from_slice(b"END\r\n");
-            }
-            Some(b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas") => {
-                // <command> <key> <flags> <exptime> <bytes> [cas] [noreply]
-                let Some(size) = parse_size(tokens.nth(3)) else {
-                    output.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
-                    position = line_end;
-                    continue;
-                };
-                if size > MAX_DATA {
-                    output.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
-                    return Answered {
-                        consumed: line_end,
-                        close: true,
-                    };
-                }
-                let data_end = line_end + size + 2;
-                if input.len() < data_end {
-                    break;
-                }
-                if !line.ends_with(b" noreply") {
-                    output.extend_from_slice(b"STORED\r\n");
-                }
-                position = data_end;
-                continue;
-            }
-            Some(b"version") => output.extend_from_slice(b"VERSION rat_canned\r\n"),
-            Some(b"quit") => {
+    while position < input.len() {
+        let rest = &input[position..];
+        let step = if rest[0] == binary::REQUEST_MAGIC {
+            binary::answer(replies, rest, output)
+        } else {
+            answer_text(replies, rest, output)
+        };
+        match step {
+            Step::Done(consumed) => position += consumed,
+            Step::Close(consumed) => {
                 return Answered {
-                    consumed: line_end,
+                    consumed: position + consumed,
                     close: true,
                 }
             }
-            _ => output.extend_from_slice(b"ERROR\r\n"),
+            Step::Incomplete => break,
         }
-        position = line_end;
     }
     Answered {
         consumed: position,
         close: false,
     }
+}
+
+/// Appends the flags a meta command asked to have returned: `k` (the key) and `O` (the
+/// opaque token) are echoed, as memcached does; every other flag changes nothing here.
+fn meta_return_flags<'a>(key: &[u8], flags: impl Iterator<Item = &'a [u8]>, output: &mut Vec<u8>) {
+    for flag in flags {
+        match flag.first() {
+            Some(b'k') => {
+                output.extend_from_slice(b" k");
+                output.extend_from_slice(key);
+            }
+            Some(b'O') => {
+                output.push(b' ');
+                output.extend_from_slice(flag);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Answers the text command (classic or meta) at the front of `input`.
+fn answer_text(replies: &CannedReplies, input: &[u8], output: &mut Vec<u8>) -> Step {
+    let Some(newline) = input.iter().position(|&b| b == b'\n') else {
+        return Step::Incomplete;
+    };
+    let line_end = newline + 1;
+    let line = &input[..newline];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut tokens = line.split(|&b| b == b' ').filter(|t| !t.is_empty());
+    // A storage command's data block: `Some(size)` once the command line is understood.
+    let mut data = None;
+    match tokens.next() {
+        Some(command @ (b"get" | b"gets")) => {
+            let tail = if command == b"get" {
+                &replies.get_tail
+            } else {
+                &replies.gets_tail
+            };
+            for key in tokens {
+                output.extend_from_slice(b"VALUE ");
+                output.extend_from_slice(key);
+                output.extend_from_slice(tail);
+            }
+            output.extend_from_slice(b"END\r\n");
+        }
+        Some(b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas") => {
+            // <command> <key> <flags> <exptime> <bytes> [cas] [noreply]
+            let Some(size) = parse_size(tokens.nth(3)) else {
+                output.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
+                return Step::Done(line_end);
+            };
+            if let Err(step) = data_block(input, line_end, size, output) {
+                return step;
+            }
+            data = Some(size);
+            if !line.ends_with(b" noreply") {
+                output.extend_from_slice(b"STORED\r\n");
+            }
+        }
+        Some(b"mg") => {
+            let Some(key) = tokens.next() else {
+                output.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
+                return Step::Done(line_end);
+            };
+            let flags = tokens.clone();
+            if tokens.any(|flag| flag == b"v") {
+                output.extend_from_slice(&replies.meta_hit);
+                meta_return_flags(key, flags, output);
+                output.extend_from_slice(b"\r\n");
+                output.extend_from_slice(&replies.value);
+                output.extend_from_slice(b"\r\n");
+            } else {
+                output.extend_from_slice(b"HD");
+                meta_return_flags(key, flags, output);
+                output.extend_from_slice(b"\r\n");
+            }
+        }
+        Some(b"ms") => {
+            // ms <key> <datalen> <flags>*
+            let (Some(key), Some(size)) = (tokens.next(), parse_size(tokens.next())) else {
+                output.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
+                return Step::Done(line_end);
+            };
+            if let Err(step) = data_block(input, line_end, size, output) {
+                return step;
+            }
+            data = Some(size);
+            if !tokens.clone().any(|flag| flag == b"q") {
+                output.extend_from_slice(b"HD");
+                meta_return_flags(key, tokens, output);
+                output.extend_from_slice(b"\r\n");
+            }
+        }
+        Some(b"mn") => output.extend_from_slice(b"MN\r\n"),
+        Some(b"version") => output.extend_from_slice(b"VERSION rat_canned\r\n"),
+        Some(b"quit") => return Step::Close(line_end),
+        _ => output.extend_from_slice(b"ERROR\r\n"),
+    }
+    Step::Done(data.map_or(line_end, |size| line_end + size + 2))
+}
+
+/// Checks that the `size`-byte data block after a storage command line is all there;
+/// `Err` says what to do instead of answering the command.
+fn data_block(
+    input: &[u8],
+    line_end: usize,
+    size: usize,
+    output: &mut Vec<u8>,
+) -> Result<(), Step> {
+    if size > MAX_DATA {
+        output.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
+        return Err(Step::Close(line_end));
+    }
+    if input.len() < line_end + size + 2 {
+        return Err(Step::Incomplete);
+    }
+    Ok(())
 }
 
 struct Client {
@@ -345,5 +450,98 @@ mod tests {
             output,
             b"VERSION rat_canned\r\nERROR\r\nCLIENT_ERROR bad command line format\r\n"
         );
+    }
+
+    #[test]
+    fn meta_commands() {
+        let replies = CannedReplies::new(3);
+        let mut output = Vec::new();
+        let request = b"mg a v\r\nmg bb k v Oxy\r\nmg c\r\nms d 2 T0\r\nhi\r\nms e 1 q\r\n!\r\nmn\r\nms f 4\r\nab";
+        let answered = answer(&replies, request, &mut output);
+        assert_eq!(
+            answered,
+            Answered {
+                consumed: request.len() - b"ms f 4\r\nab".len(),
+                close: false
+            }
+        );
+        assert_eq!(
+            output,
+            b"VA 3\r\nxxx\r\nVA 3 kbb Oxy\r\nxxx\r\nHD\r\nHD\r\nMN\r\n".to_vec()
+        );
+    }
+
+    /// A binary request packet.
+    fn packet(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], opaque: u32) -> Vec<u8> {
+        let mut packet = vec![0x80, opcode];
+        packet.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        packet.push(extras.len() as u8);
+        packet.extend_from_slice(&[0; 3]);
+        packet.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
+        packet.extend_from_slice(&opaque.to_be_bytes());
+        packet.extend_from_slice(&[0; 8]);
+        packet.extend_from_slice(extras);
+        packet.extend_from_slice(key);
+        packet.extend_from_slice(value);
+        packet
+    }
+
+    /// A response header: magic, opcode, key length, extras length, status, body, opaque, CAS.
+    fn response_header(
+        opcode: u8,
+        key_len: u16,
+        extras_len: u8,
+        status: u16,
+        body: u32,
+        opaque: u32,
+    ) -> Vec<u8> {
+        let mut header = vec![0x81, opcode];
+        header.extend_from_slice(&key_len.to_be_bytes());
+        header.extend_from_slice(&[extras_len, 0]);
+        header.extend_from_slice(&status.to_be_bytes());
+        header.extend_from_slice(&body.to_be_bytes());
+        header.extend_from_slice(&opaque.to_be_bytes());
+        header.extend_from_slice(&u64::from(status == 0).to_be_bytes());
+        header
+    }
+
+    #[test]
+    fn binary_requests_mixed_with_text() {
+        let replies = CannedReplies::new(3);
+        let mut request = packet(0x00, b"", b"k", b"", 7);
+        request.extend(packet(0x0d, b"", b"key", b"", 8));
+        request.extend(packet(0x11, &[0; 8], b"q", b"quiet", 9));
+        request.extend(packet(0x01, &[0; 8], b"s", b"val", 10));
+        request.extend(packet(0x0a, b"", b"", b"", 11));
+        request.extend_from_slice(b"mn\r\n");
+        request.extend(packet(0x30, b"", b"", b"", 12));
+        let partial = packet(0x01, &[0; 8], b"s", b"val", 13);
+        request.extend_from_slice(&partial[..30]);
+        let mut output = Vec::new();
+        let answered = answer(&replies, &request, &mut output);
+        assert_eq!(answered.consumed, request.len() - 30);
+        assert!(!answered.close);
+
+        let mut expected = response_header(0x00, 0, 4, 0, 7, 7);
+        expected.extend_from_slice(b"\0\0\0\0xxx");
+        expected.extend(response_header(0x0d, 3, 4, 0, 10, 8));
+        expected.extend_from_slice(b"\0\0\0\0keyxxx");
+        expected.extend(response_header(0x01, 0, 0, 0, 0, 10));
+        expected.extend(response_header(0x0a, 0, 0, 0, 0, 11));
+        expected.extend_from_slice(b"MN\r\n");
+        expected.extend(response_header(0x30, 0, 0, 0x81, 15, 12));
+        expected.extend_from_slice(b"Unknown command");
+        assert_eq!(output, expected);
+
+        output.clear();
+        let answered = answer(&replies, &packet(0x07, b"", b"", b"", 1), &mut output);
+        assert_eq!(
+            answered,
+            Answered {
+                consumed: 24,
+                close: true
+            }
+        );
+        assert_eq!(output, response_header(0x07, 0, 0, 0, 0, 1));
     }
 }

@@ -17,6 +17,12 @@
 use crate::dataset::Dataset;
 use std::fmt;
 
+mod binary;
+mod meta;
+
+pub use binary::BinaryProtocol;
+pub use meta::MetaProtocol;
+
 /// What a request asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestKind {
@@ -288,14 +294,14 @@ fn parse_get_reply(
 mod tests {
     use super::*;
 
-    fn get(keys: &[u32]) -> Request {
+    pub(crate) fn get(keys: &[u32]) -> Request {
         Request {
             kind: RequestKind::Get,
             keys: keys.to_vec(),
         }
     }
 
-    fn set(key: u32) -> Request {
+    pub(crate) fn set(key: u32) -> Request {
         Request {
             kind: RequestKind::Set,
             keys: vec![key],

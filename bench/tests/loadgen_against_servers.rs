@@ -2,9 +2,14 @@
 //! servers, through the real binaries and real sockets.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
+use std::time::Duration;
+
+/// Every protocol `--protocol` accepts.
+const PROTOCOLS: [&str; 3] = ["text", "meta", "binary"];
 
 /// A running `rat_canned`, stopped when dropped.
 struct Canned {
@@ -156,23 +161,31 @@ fn a_timed_run_with_prefill_reports_in_text() {
 fn verify_catches_values_that_are_not_the_stored_ones() {
     // rat_canned returns the same value for every key, never the key's own value.
     let canned = Canned::start(1);
-    let output = loadgen(&[
-        "--server",
-        &canned.address,
-        "--requests",
-        "100",
-        "--set-ratio",
-        "0:1",
-        "--value-size",
-        "10",
-        "--verify",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("value differs from the one stored"),
-        "{stderr}"
-    );
+    for protocol in PROTOCOLS {
+        for multiget in ["1", "2"] {
+            let output = loadgen(&[
+                "--server",
+                &canned.address,
+                "--protocol",
+                protocol,
+                "--requests",
+                "100",
+                "--set-ratio",
+                "0:1",
+                "--multiget",
+                multiget,
+                "--value-size",
+                "10",
+                "--verify",
+            ]);
+            assert_eq!(output.status.code(), Some(2), "{protocol}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("value differs from the one stored"),
+                "{protocol}: {stderr}"
+            );
+        }
+    }
 }
 
 /// A server that reads a little and answers every connection with `reply`.
@@ -243,7 +256,7 @@ fn bad_command_lines_exit_with_status_1() {
     for args in [
         &["--set-ratio", "0:0"][..],
         &["--dist", "zipf:2"],
-        &["--protocol", "binary"],
+        &["--protocol", "ascii"],
         &["--duration", "1", "--requests", "5"],
         &["--conns", "0"],
         &["--bogus"],
@@ -251,5 +264,231 @@ fn bad_command_lines_exit_with_status_1() {
         let output = loadgen(args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert!(output.stderr.starts_with(b"rat_loadgen: "), "{args:?}");
+    }
+}
+
+#[test]
+fn every_protocol_gets_every_canned_hit() {
+    let canned = Canned::start(1);
+    for protocol in PROTOCOLS {
+        for multiget in ["1", "3"] {
+            let output = loadgen(&[
+                "--server",
+                &canned.address,
+                "--protocol",
+                protocol,
+                "--conns",
+                "3",
+                "--pipeline",
+                "4",
+                "--requests",
+                "2000",
+                "--multiget",
+                multiget,
+                "--json",
+            ]);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{protocol}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                stdout.contains(&format!("\"protocol\": \"{protocol}\"")),
+                "{stdout}"
+            );
+            let keys: f64 = multiget.parse().expect("a number");
+            assert_eq!(field(&stdout, "requests"), 2000.0, "{protocol}");
+            assert_eq!(
+                field(&stdout, "hits"),
+                field(&stdout, "gets") * keys,
+                "{protocol}"
+            );
+            assert_eq!(field(&stdout, "misses"), 0.0, "{protocol}");
+        }
+    }
+}
+
+/// A running reference memcached, stopped when dropped.
+struct Memcached {
+    child: Child,
+    address: String,
+}
+
+impl Memcached {
+    /// Starts memcached on a free port, or `None` when it is not installed.
+    fn start() -> Option<Memcached> {
+        let program = ["/usr/bin", "/usr/local/bin"]
+            .iter()
+            .map(|dir| PathBuf::from(dir).join("memcached"))
+            .find(|path| path.is_file())?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = Command::new(program);
+        command.args([
+            "-p",
+            &port.to_string(),
+            "-l",
+            "127.0.0.1",
+            "-U",
+            "0",
+            "-t",
+            "2",
+        ]);
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        if as_root {
+            command.args(["-u", "root"]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start memcached");
+        let memcached = Memcached {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(&memcached.address).is_ok() {
+                return Some(memcached);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("memcached did not open {}", memcached.address);
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn every_protocol_verifies_against_memcached() {
+    let Some(memcached) = Memcached::start() else {
+        eprintln!("memcached is not installed; the protocols are checked against rat_canned only");
+        return;
+    };
+    for protocol in PROTOCOLS {
+        // Keys 0..500 are filled with their values, keys 500..1000 never stored: gets find
+        // exactly the filled ones, and every value found is checked byte for byte.
+        let fill = loadgen(&[
+            "--server",
+            &memcached.address,
+            "--protocol",
+            protocol,
+            "--fill",
+            "--keys",
+            "500",
+            "--value-size",
+            "40",
+            "--conns",
+            "2",
+            "--json",
+        ]);
+        assert!(
+            fill.status.success(),
+            "{protocol} fill: {}",
+            String::from_utf8_lossy(&fill.stderr)
+        );
+        for multiget in ["1", "4"] {
+            let output = loadgen(&[
+                "--server",
+                &memcached.address,
+                "--protocol",
+                protocol,
+                "--keys",
+                "1000",
+                "--value-size",
+                "40",
+                "--set-ratio",
+                "0:1",
+                "--requests",
+                "3000",
+                "--multiget",
+                multiget,
+                "--conns",
+                "3",
+                "--pipeline",
+                "3",
+                "--verify",
+                "--json",
+            ]);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{protocol}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let (hits, misses) = (field(&stdout, "hits"), field(&stdout, "misses"));
+            let keys: f64 = multiget.parse().expect("a number");
+            assert_eq!(hits + misses, 3000.0 * keys, "{protocol}");
+            // Uniform keys over 1000 with 500 stored: near half hit, and both kinds occur.
+            let share = hits / (hits + misses);
+            assert!((0.4..0.6).contains(&share), "{protocol}: hit share {share}");
+        }
+        // A verified mixed run: sets store the derived values, gets must read them back.
+        let mixed = loadgen(&[
+            "--server",
+            &memcached.address,
+            "--protocol",
+            protocol,
+            "--keys",
+            "500",
+            "--value-size",
+            "40",
+            "--requests",
+            "2000",
+            "--multiget",
+            "2",
+            "--verify",
+            "--json",
+        ]);
+        let stdout = String::from_utf8_lossy(&mixed.stdout);
+        assert!(
+            mixed.status.success(),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&mixed.stderr)
+        );
+        assert_eq!(field(&stdout, "misses"), 0.0, "{protocol}: {stdout}");
+    }
+}
+
+#[test]
+fn broken_meta_and_binary_replies_stop_the_run() {
+    let cases: [(&str, &'static [u8], &str); 4] = [
+        ("meta", b"VA 3 f1\r\nabc\r\n", "unexpected reply line"),
+        ("meta", b"STORED\r\n", "unexpected reply line"),
+        ("binary", b"ERROR\r\n", "malformed response header"),
+        (
+            "binary",
+            b"\x81\x00\x00\x00\x00\x00\x00\x81\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            "unexpected response",
+        ),
+    ];
+    for (protocol, reply, message) in cases {
+        let address = broken_server(reply);
+        let output = loadgen(&[
+            "--server",
+            &address,
+            "--protocol",
+            protocol,
+            "--requests",
+            "10",
+            "--conns",
+            "1",
+            "--set-ratio",
+            "0:1",
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{protocol} {reply:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{protocol} {reply:?}: {stderr}");
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives a server with the libmemcached command-line tools (Debian's libmemcached-tools:
-# memcping, memcflush, memccp, memccat, memcexist, memctouch, memcrm, memcstat) and checks
-# their exit statuses and outputs against what memcached 1.6 gives.
+# memcping, memcflush, memccp, memccat, memcexist, memctouch, memcrm, memcstat, memcslap) and
+# checks their exit statuses and outputs against what memcached 1.6 gives.
 #
 # usage: tests/clients/libmemcached_tools.sh HOST PORT [--binary]
 #   --binary   talk libmemcached's binary protocol instead of the text protocol
@@ -21,7 +21,7 @@ SERVER=(--servers="$HOST:$PORT")
 PING=("${SERVER[@]}")
 [[ ${3:-} == --binary ]] && SERVER+=(--binary)
 
-for tool in memcping memcflush memccp memccat memcexist memctouch memcrm memcstat; do
+for tool in memcping memcflush memccp memccat memcexist memctouch memcrm memcstat memcslap; do
     command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install libmemcached-tools" >&2; exit 2; }
 done
 
@@ -199,6 +199,45 @@ for name in maxbytes maxconns tcpport item_size_max; do
     fi
 done
 expect "settings name the port" 0 "" grep -Eq "^[[:space:]]+tcpport: $PORT$" settings
+
+# --- memcslap ---------------------------------------------------------------------------------
+
+# memcslap exits 0 even when every request failed: it prints `Fatal error for key ...` on
+# standard error and counts only the keys that succeeded. So a run passes when it prints
+# nothing on standard error and its `Time to <test> N keys` lines count every key.
+SLAP_KEYS=200
+SLAP_THREADS=2
+
+# slap DESCRIPTION TEST EXPECTED_COUNTS [--binary]: runs memcslap's TEST and checks that its
+# `Time to ...` lines report EXPECTED_COUNTS (the key count of each line, space-separated).
+slap() {
+    local description=$1 test=$2 expected=$3
+    shift 3
+    local status=0
+    memcslap --servers="$HOST:$PORT" "$@" --test="$test" --concurrency="$SLAP_THREADS" \
+        --execute-number="$SLAP_KEYS" >stdout 2>stderr || status=$?
+    local counts
+    counts=$(sed -n 's/^Time to \(set\|get\|mget\) *\([0-9]*\) .*/\2/p' stdout | paste -sd ' ')
+    if [[ $status != 0 || -s stderr || $counts != "$expected" ]]; then
+        FAILED=$((FAILED + 1))
+        echo "FAIL $description: exit status $status, key counts '$counts', expected '$expected'"
+        head -5 stderr | sed 's/^/    stderr: /'
+        return
+    fi
+    PASSED=$((PASSED + 1))
+    echo "ok   $description"
+}
+
+# Both protocols whatever the mode of the other checks: memcslap is quick, and its load
+# goes through libmemcached's pipelined paths (quiet sets, multi-gets) the other tools skip.
+ALL_KEYS=$((SLAP_KEYS * SLAP_THREADS))
+for protocol in text binary; do
+    flags=()
+    [[ $protocol == binary ]] && flags=(--binary)
+    slap "memcslap sets over $protocol" set "$ALL_KEYS" "${flags[@]}"
+    slap "memcslap loads and gets over $protocol" get "$SLAP_KEYS $ALL_KEYS" "${flags[@]}"
+    slap "memcslap loads and multi-gets over $protocol" mget "$SLAP_KEYS $ALL_KEYS" "${flags[@]}"
+done
 
 # --- memcflush --------------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
-//! `rat_canned`: a memcached text-protocol server that answers from constants and stores
+//! `rat_canned`: a memcached-protocol server (text, meta and binary) that answers from constants and stores
 //! nothing, to measure what the machine, loopback TCP and the load generator allow.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 const HELP: &str = "\
-rat_canned: answers every get with a fixed value and every storage command with STORED
+rat_canned: answers every get with a fixed value and every storage command with success
+(text, meta and binary protocols)
 
 USAGE: rat_canned [OPTIONS]
 

@@ -7,7 +7,7 @@
 
 use rat_memcache_bench::dataset::Dataset;
 use rat_memcache_bench::engine::{self, RunConfig, Stop, Workload};
-use rat_memcache_bench::protocol::{Protocol, TextProtocol};
+use rat_memcache_bench::protocol::{BinaryProtocol, MetaProtocol, Protocol, TextProtocol};
 use rat_memcache_bench::report::{self, RunDescription, Summary};
 use rat_memcache_bench::workload::{Distribution, Mix};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -33,7 +33,7 @@ OPTIONS:
   --multiget K         keys per get request [1]
   --prefill            set every key once before the measured run
   --fill               only set every key once, and report that as the run
-  --protocol P         wire protocol: text [text]
+  --protocol P         wire protocol: text, meta (mg/ms) or binary [text]
   --verify             check every returned value byte for byte
   --seed N             random seed, for reproducible key sequences [1]
   --timeout SECS       give up when no reply came for this long [10]
@@ -43,6 +43,9 @@ OPTIONS:
 Values are derived from their keys, so --verify needs no memory of what was stored; use
 --prefill (or an earlier --fill with the same --keys and --value-size) so gets find them.
 ";
+
+/// The wire protocols `--protocol` accepts.
+const PROTOCOLS: [&str; 3] = ["text", "meta", "binary"];
 
 struct Options {
     server: SocketAddr,
@@ -57,6 +60,7 @@ struct Options {
     distribution: Distribution,
     distribution_text: String,
     multiget: usize,
+    protocol: String,
     prefill: bool,
     fill: bool,
     verify: bool,
@@ -171,8 +175,11 @@ fn parse_options() -> Result<Option<Options>, String> {
         .opt_value_from_str("--protocol")
         .map_err(error)?
         .unwrap_or("text".into());
-    if protocol != "text" {
-        return Err(format!("--protocol {protocol}: only `text` is implemented"));
+    if !PROTOCOLS.contains(&protocol.as_str()) {
+        return Err(format!(
+            "--protocol {protocol}: expected one of {}",
+            PROTOCOLS.join(", ")
+        ));
     }
     let seed = args
         .opt_value_from_str("--seed")
@@ -196,6 +203,7 @@ fn parse_options() -> Result<Option<Options>, String> {
         distribution,
         distribution_text,
         multiget,
+        protocol,
         prefill: args.contains("--prefill"),
         fill: args.contains("--fill"),
         verify: args.contains("--verify"),
@@ -230,8 +238,12 @@ fn main() -> ExitCode {
 
 fn run(options: &Options) -> Result<(), String> {
     let dataset = Dataset::new(options.keys, options.value_size);
-    let protocol = TextProtocol::new(&dataset);
-    let protocol: &dyn Protocol = &protocol;
+    let protocol: Box<dyn Protocol> = match options.protocol.as_str() {
+        "meta" => Box::new(MetaProtocol::new(&dataset)),
+        "binary" => Box::new(BinaryProtocol),
+        _ => Box::new(TextProtocol::new(&dataset)),
+    };
+    let protocol: &dyn Protocol = protocol.as_ref();
     let threads = options.threads.min(options.conns);
     let config = RunConfig {
         server: options.server,
@@ -245,7 +257,7 @@ fn run(options: &Options) -> Result<(), String> {
     let description = |phase: &'static str, set_ratio: (u32, u32)| RunDescription {
         phase,
         server: options.server_text.clone(),
-        protocol: "text".to_string(),
+        protocol: options.protocol.clone(),
         threads,
         conns: options.conns,
         pipeline: options.pipeline,
