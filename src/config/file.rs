@@ -106,6 +106,7 @@ struct ServerSection {
     flush_enabled: Option<bool>,
     cas_enabled: Option<bool>,
     protocol: Option<ProtocolMode>,
+    auth_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +213,11 @@ impl ServerSection {
             builder.settings.cas_enabled = enabled;
         }
         if let Some(protocol) = self.protocol {
+            builder.protocol_given = true;
             builder.settings.protocol = protocol;
+        }
+        if let Some(path) = self.auth_file {
+            builder.settings.auth_file = Some(PathBuf::from(path));
         }
         Ok(())
     }

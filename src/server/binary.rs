@@ -13,11 +13,12 @@
 //! the replies collected since are lost. The session keeps the same mark
 //! (`sent`) and drops what lies beyond it when it meets a wrong magic byte.
 
+use super::auth;
 use super::counters::{bump, count_cas};
 use super::stats::{self, Gathered, StatSink};
 use super::ServerContext;
 use crate::protocol::binary::{
-    self, Body, Command, Parse, Request, Response, Status, StoreKind, NO_CREATE,
+    self, opcode, Body, Command, Parse, Request, Response, Status, StoreKind, NO_CREATE,
 };
 use crate::reactor::{Next, Progress, Session, TurnLimits};
 use crate::store::{
@@ -37,6 +38,11 @@ pub struct BinarySession {
     after_swallow: Option<(Response, Status)>,
     /// Set when a reply was one that memcached sends at once.
     flushed: bool,
+    /// Whether requests other than SASL's and version may run: always when
+    /// SASL is off, after a successful SASL exchange when it is on.
+    authenticated: bool,
+    /// A SASL PLAIN auth came without credentials: the next step carries them.
+    plain_pending: bool,
 }
 
 /// What one request did to the connection.
@@ -56,12 +62,15 @@ impl BinarySession {
     }
 
     pub fn new(ctx: Arc<ServerContext>, worker: usize) -> BinarySession {
+        let ctx_has_no_sasl = ctx.auth.sasl.is_none();
         BinarySession {
             ctx,
             worker,
             swallow: 0,
             after_swallow: None,
             flushed: false,
+            authenticated: ctx_has_no_sasl,
+            plain_pending: false,
         }
     }
 
@@ -121,6 +130,18 @@ impl Session for BinarySession {
     }
 }
 
+/// What memcached lets through before SASL authentication: the SASL
+/// requests, version, and lengths so wrong that it refuses them first.
+fn may_run_unauthenticated(request: &Request<'_>) -> bool {
+    matches!(
+        request.header.opcode,
+        opcode::SASL_LIST_MECHS | opcode::SASL_AUTH | opcode::SASL_STEP | opcode::VERSION
+    ) || request.command
+        == (Command::Refused {
+            status: Status::UnknownCommand,
+        })
+}
+
 fn need_input(consumed: usize, wanted: usize) -> Progress {
     Progress {
         consumed,
@@ -152,6 +173,11 @@ impl BinarySession {
         let len = request.len;
         let ctx = Arc::clone(&self.ctx);
         let counters = &ctx.counters[self.worker];
+        if !self.authenticated && !may_run_unauthenticated(&request) {
+            // memcached refuses before it looks further than the lengths.
+            reply.error(out, Status::AuthError);
+            return Step::Close(len);
+        }
         match request.command {
             Command::Get { key, with_key } => {
                 bump(&counters.cmd_get);
@@ -370,6 +396,15 @@ impl BinarySession {
                 // An empty statistic ends the list.
                 reply.stat(out, "", "");
             }
+            Command::SaslListMechs => match ctx.auth.sasl {
+                Some(_) => reply.success(out, 0, b"", b"", auth::SASL_MECHANISMS.as_bytes()),
+                None => self.fail(out, reply, Status::UnknownCommand),
+            },
+            Command::SaslAuth {
+                step,
+                mechanism,
+                message,
+            } => return self.sasl_auth(out, reply, len, step, mechanism, message),
             Command::Unknown { swallow: 0 } => self.fail(out, reply, Status::UnknownCommand),
             Command::Unknown { swallow } => {
                 self.swallow = swallow;
@@ -391,6 +426,64 @@ impl BinarySession {
             (false, Some(key)) => reply.miss_with_key(out, key),
             (false, None) => self.fail(out, reply, Status::KeyNotFound),
         }
+    }
+
+    /// SASL auth and step, answered as memcached answers them with Cyrus
+    /// SASL's PLAIN.
+    fn sasl_auth(
+        &mut self,
+        out: &mut Vec<u8>,
+        reply: Response,
+        len: usize,
+        step: bool,
+        mechanism: &[u8],
+        message: Body<'_>,
+    ) -> Step {
+        let (head_len, message_len) = match message {
+            Body::Complete(message) => (len - message.len(), message.len()),
+            Body::Pending { len: message_len } => (len, message_len),
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let Some(credentials) = &ctx.auth.sasl else {
+            // With SASL off memcached knows these no better than an unknown
+            // opcode, and skips what follows the key.
+            if message_len == 0 {
+                self.fail(out, reply, Status::UnknownCommand);
+                return Step::Consumed(head_len);
+            }
+            return self.refuse_value(reply, Status::UnknownCommand, head_len, message_len);
+        };
+        if mechanism.len() > auth::MAX_SASL_MECHANISM_LEN {
+            return self.refuse_value(reply, Status::InvalidArguments, head_len, message_len);
+        }
+        let message = match message {
+            Body::Complete(message) => message,
+            // memcached reads the message into an item, with its `\r\n`.
+            Body::Pending { len: message_len } => {
+                if ctx.store.item_fits(mechanism.len(), 0, message_len + 2) {
+                    return Step::AwaitValue(len + message_len);
+                }
+                return self.refuse_value(reply, Status::OutOfMemory, head_len, message_len);
+            }
+        };
+        let counters = &ctx.counters[self.worker];
+        let plain_pending = std::mem::take(&mut self.plain_pending);
+        if !step && message.is_empty() && mechanism.eq_ignore_ascii_case(b"PLAIN") {
+            // PLAIN without an initial response: an empty challenge.
+            self.plain_pending = true;
+            reply.error(out, Status::AuthContinue);
+            self.flushed = true;
+            return Step::Consumed(len);
+        }
+        bump(&counters.auth_cmds);
+        if (!step || plain_pending) && auth::sasl_plain(mechanism, message, credentials) {
+            self.authenticated = true;
+            reply.success(out, 0, b"", b"", b"Authenticated");
+        } else {
+            bump(&counters.auth_errors);
+            self.fail(out, reply, Status::AuthError);
+        }
+        Step::Consumed(len)
     }
 
     /// Refuses a value before it arrives: it is thrown away as it comes, and

@@ -10,6 +10,7 @@
 //! response object on its own: one per command, and one per key of a
 //! multi-key `get`, whose `END` goes with the last key's.
 
+use super::auth::{self, TextStep};
 use super::counters::{bump, count_cas, WorkerCounters};
 use super::meta::{self, MetaStep};
 use super::stats;
@@ -33,6 +34,9 @@ pub struct TextSession {
     /// While serving a datagram: the end offsets of the reply units so far.
     unit_ends: Vec<usize>,
     datagram: bool,
+    /// Whether commands may run: always without text authentication (`-Y`),
+    /// after a `set` with good credentials with it.
+    authenticated: bool,
 }
 
 impl TextSession {
@@ -43,12 +47,13 @@ impl TextSession {
 
     pub fn new(ctx: Arc<ServerContext>, worker: usize) -> TextSession {
         TextSession {
-            ctx,
             worker,
             swallow: 0,
             after_swallow: None,
             unit_ends: Vec::new(),
             datagram: false,
+            authenticated: ctx.auth.text.is_none(),
+            ctx,
         }
     }
 
@@ -94,6 +99,22 @@ impl Session for TextSession {
             requests += 1;
             let start = out.len();
             let rest = &input[pos..];
+            if let Some(step) = self.authenticate(rest, out) {
+                match step {
+                    TextStep::Incomplete { wanted } => return carry_on(pos, wanted),
+                    TextStep::Close => {
+                        return Progress {
+                            consumed: pos,
+                            next: Next::Close,
+                        }
+                    }
+                    TextStep::Answer { consumed, .. } => {
+                        pos += consumed;
+                        self.end_unit(out, start);
+                        continue;
+                    }
+                }
+            }
             let (command, line_len) = match text::parse(rest) {
                 Parse::Incomplete => return carry_on(pos, 0),
                 Parse::Close => {
@@ -203,6 +224,32 @@ fn answer(out: &mut Vec<u8>, noreply: bool, line: &str) {
 }
 
 impl TextSession {
+    /// Serves the request at the start of `input` if the connection has yet
+    /// to authenticate (see [`auth`]); `None` lets it run as a command.
+    fn authenticate(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<TextStep> {
+        if self.authenticated {
+            return None;
+        }
+        let credentials = self.ctx.auth.text.as_ref()?;
+        let step = auth::text_step(input, credentials);
+        if let TextStep::Answer { reply, verdict, .. } = step {
+            reply::line(out, reply);
+            let counters = &self.ctx.counters[self.worker];
+            match verdict {
+                Some(true) => {
+                    bump(&counters.auth_cmds);
+                    self.authenticated = true;
+                }
+                Some(false) => {
+                    bump(&counters.auth_cmds);
+                    bump(&counters.auth_errors);
+                }
+                None => {}
+            }
+        }
+        Some(step)
+    }
+
     /// Runs a storage command whose data block starts `body`. Returns the
     /// bytes of `body` used, or `None` while the block is incomplete.
     fn store(&mut self, header: StoreHeader<'_>, body: &[u8], out: &mut Vec<u8>) -> Option<usize> {
