@@ -667,3 +667,142 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::protocol::binary::{opcode, Header, HEADER_LEN, REQUEST_MAGIC};
+    use crate::server::auth::Credentials;
+    use std::sync::atomic::Ordering;
+
+    fn sasl_session() -> BinarySession {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        let (mut ctx, _requests) = ServerContext::new(settings);
+        ctx.auth.sasl = Some(Credentials::parse(b"alice:secret\n").expect("well-formed"));
+        BinarySession::new(Arc::new(ctx), 0)
+    }
+
+    fn packet(op: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Header {
+            magic: REQUEST_MAGIC,
+            opcode: op,
+            key_len: key.len() as u16,
+            body_len: (key.len() + value.len()) as u32,
+            ..Header::default()
+        }
+        .write(&mut out);
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// (opcode, status, body) of each response, and how the input ended.
+    fn run(
+        session: &mut BinarySession,
+        input: &[u8],
+        chunk: usize,
+    ) -> (Vec<(u8, u16, Vec<u8>)>, Next) {
+        let limits = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        let mut next = Next::NeedInput { wanted: 0 };
+        for piece in input.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let progress = session.on_input(&pending, &mut out, limits);
+            pending.drain(..progress.consumed);
+            next = progress.next;
+            if next == Next::Close {
+                break;
+            }
+        }
+        let mut replies = Vec::new();
+        let mut rest = &out[..];
+        while let Some(head) = rest.first_chunk::<HEADER_LEN>() {
+            let header = Header::read(head);
+            let end = HEADER_LEN + header.body_len as usize;
+            replies.push((
+                header.opcode,
+                header.vbucket_or_status,
+                rest[HEADER_LEN..end].to_vec(),
+            ));
+            rest = &rest[end..];
+        }
+        (replies, next)
+    }
+
+    #[test]
+    fn sasl_plain_unlocks_the_session_however_the_input_is_cut() {
+        let script = [
+            packet(opcode::SASL_LIST_MECHS, b"", b""),
+            packet(opcode::SASL_AUTH, b"PLAIN", b"\0alice\0nope"),
+            packet(opcode::SASL_STEP, b"PLAIN", b"\0alice\0secret"),
+            packet(opcode::SASL_AUTH, b"PLAIN", b""),
+            packet(opcode::SASL_STEP, b"PLAIN", b"alice\0alice\0secret"),
+            packet(opcode::NOOP, b"", b""),
+        ]
+        .concat();
+        let expected = vec![
+            (opcode::SASL_LIST_MECHS, 0, b"PLAIN".to_vec()),
+            (opcode::SASL_AUTH, 0x20, b"Auth failure.".to_vec()),
+            (opcode::SASL_STEP, 0x20, b"Auth failure.".to_vec()),
+            (opcode::SASL_AUTH, 0x21, vec![]),
+            (opcode::SASL_STEP, 0, b"Authenticated".to_vec()),
+            (opcode::NOOP, 0, vec![]),
+        ];
+        for chunk in [1, 5, 24, usize::MAX] {
+            let mut session = sasl_session();
+            assert_eq!(run(&mut session, &script, chunk).0, expected, "{chunk}");
+            let counters = &session.ctx.counters[0];
+            assert_eq!(counters.auth_cmds.load(Ordering::Relaxed), 3);
+            assert_eq!(counters.auth_errors.load(Ordering::Relaxed), 2);
+        }
+    }
+
+    #[test]
+    fn other_requests_are_refused_and_close_until_authenticated() {
+        let mut session = sasl_session();
+        let script = [
+            packet(opcode::VERSION, b"", b""),
+            packet(opcode::GET, b"k", b""),
+            packet(opcode::NOOP, b"", b""),
+        ]
+        .concat();
+        let (replies, next) = run(&mut session, &script, usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert_eq!(replies.len(), 2);
+        assert_eq!(replies[0].1, 0);
+        assert_eq!(replies[1], (opcode::GET, 0x20, b"Auth failure.".to_vec()));
+    }
+
+    #[test]
+    fn without_sasl_its_requests_are_unknown_commands() {
+        let (ctx, _requests) = ServerContext::new(Settings {
+            threads: 1,
+            ..Settings::default()
+        });
+        let mut session = BinarySession::new(Arc::new(ctx), 0);
+        let script = [
+            packet(opcode::SASL_LIST_MECHS, b"", b""),
+            packet(opcode::SASL_AUTH, b"PLAIN", b"\0alice\0secret"),
+            packet(opcode::NOOP, b"", b""),
+        ]
+        .concat();
+        let unknown = b"Unknown command".to_vec();
+        assert_eq!(
+            run(&mut session, &script, usize::MAX).0,
+            vec![
+                (opcode::SASL_LIST_MECHS, 0x81, unknown.clone()),
+                (opcode::SASL_AUTH, 0x81, unknown),
+                (opcode::NOOP, 0, vec![]),
+            ]
+        );
+    }
+}

@@ -703,3 +703,75 @@ decr n 1\r\nappend a 0 0 2 noreply\r\nde\r\ngets a\r\nset big 0 0 2000000\r\n";
         assert_eq!(units, [&b"END\r\n"[..]]);
     }
 }
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::server::auth::Credentials;
+    use std::sync::atomic::Ordering;
+
+    fn locked_session() -> TextSession {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        let (mut ctx, _requests) = ServerContext::new(settings);
+        ctx.auth.text = Some(Credentials::parse(b"alice:secret\n").expect("well-formed"));
+        TextSession::new(Arc::new(ctx), 0)
+    }
+
+    const SCRIPT: &[u8] = b"add k 0 0 1\r\nx\r\nget k\r\nset a 0 0 12\r\nalice wrong!\r\n\
+        set a 0 0 12\r\nalice secret\r\nset k 0 0 1\r\ny\r\nget k\r\n";
+
+    const REPLIES: &[u8] = b"CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR unauthenticated\r\n\
+        CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR authentication failure\r\nSTORED\r\n\
+        STORED\r\nVALUE k 0 1\r\ny\r\nEND\r\n";
+
+    #[test]
+    fn nothing_runs_before_authentication_however_the_input_is_cut() {
+        for chunk in [1, 2, 3, 7, 16, usize::MAX] {
+            let mut session = locked_session();
+            let mut out = Vec::new();
+            let mut pending = Vec::new();
+            for piece in SCRIPT.chunks(chunk) {
+                pending.extend_from_slice(piece);
+                let progress = session.on_input(
+                    &pending,
+                    &mut out,
+                    TurnLimits {
+                        output_bytes: usize::MAX,
+                        requests: usize::MAX,
+                    },
+                );
+                pending.drain(..progress.consumed);
+            }
+            // `add` is refused on its line, and its value is then a request of
+            // its own.
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(REPLIES),
+                "{chunk}"
+            );
+            let counters = &session.ctx.counters[0];
+            assert_eq!(counters.auth_cmds.load(Ordering::Relaxed), 2);
+            assert_eq!(counters.auth_errors.load(Ordering::Relaxed), 1);
+            assert_eq!(counters.cmd_set.load(Ordering::Relaxed), 1, "{chunk}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_without_a_newline_closes_the_connection() {
+        let mut session = locked_session();
+        let mut out = Vec::new();
+        let limits = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let progress = session.on_input(&[b'g'; 2048], &mut out, limits);
+        assert_eq!(progress.next, Next::NeedInput { wanted: 0 });
+        let progress = session.on_input(&[b'g'; 2049], &mut out, limits);
+        assert_eq!(progress.next, Next::Close);
+        assert!(out.is_empty());
+    }
+}
