@@ -10,10 +10,11 @@
 
 mod common;
 
-use common::{start_memcached, start_rat, RawClient, Server};
+use common::{free_port, rat_binary, run_to_exit, start_memcached, start_rat, RawClient, Server};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Once;
+use std::time::Duration;
 
 const USERS: &str = "alice:secret\nbob:hunter2\n";
 
@@ -178,6 +179,27 @@ fn text_authentication_is_counted_and_shown_in_stats() {
             "ascii",
             "{name}"
         );
+    }
+}
+
+#[test]
+fn an_unusable_password_file_stops_the_server() {
+    let missing = std::env::temp_dir().join(format!("rat-auth-missing-{}", std::process::id()));
+    let malformed = std::env::temp_dir().join(format!("rat-auth-bad-{}", std::process::id()));
+    fs::write(&malformed, "alice:secret\nbob\n").expect("write malformed file");
+    for (file, message) in [
+        (&missing, "Could not open authfile ["),
+        (
+            &malformed,
+            "has a malformed entry. Should be 'user:password'",
+        ),
+    ] {
+        let port = free_port().to_string();
+        let file = file.to_str().expect("utf-8 temp path");
+        let args = ["-p", &port, "-l", "127.0.0.1", "-U", "0", "-Y", file];
+        let finished = run_to_exit(rat_binary(), &args, Duration::from_secs(10));
+        assert!(!finished.status.success(), "{file}");
+        assert!(finished.stderr.contains(message), "{}", finished.stderr);
     }
 }
 

@@ -156,7 +156,7 @@ fn auth_protocol(settings: &Settings, protocol_given: bool) -> Result<ProtocolMo
             protocol = ProtocolMode::Ascii;
         } else if protocol != ProtocolMode::Ascii {
             return Err(ConfigError::new(
-                "-Y: You cannot allow the BINARY protocol while using ascii authentication tokens.",
+                "-Y (auth_file): You cannot allow the BINARY protocol while using ascii authentication tokens.",
             ));
         }
     }

@@ -1033,7 +1033,7 @@ mod tests {
 
         assert_eq!(
             error(&["-Y", "/a", "-B", "auto"]),
-            "-Y: You cannot allow the BINARY protocol while using ascii authentication tokens."
+            "-Y (auth_file): You cannot allow the BINARY protocol while using ascii authentication tokens."
         );
         assert_eq!(
             error(&["-S", "-B", "ascii"]),
