@@ -28,6 +28,11 @@
 //! pair against the same kind of file, which memcached's built-in password
 //! database reads from the file named by `MEMCACHED_SASL_PWDB`.
 //!
+//! One of memcached's quirks is left out on purpose: while a connection is
+//! unauthenticated, memcached writes each reply into the same response
+//! object until it is sent, so of several requests that arrive together only
+//! the last one's reply reaches the client. Here every request is answered.
+//!
 //! [`Credentials::parse`] reads a file the way memcached's `authfile.c`
 //! does, limits included: at most 8 entries, lines read 255 bytes at a time,
 //! a line without a `:` makes the whole file malformed.
