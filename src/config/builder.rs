@@ -133,8 +133,8 @@ impl SettingsBuilder {
 }
 
 /// The protocol authentication leaves, checked as memcached checks it: SASL
-/// is binary-only and never over UDP, text authentication is text-only, and
-/// with both the text one wins (memcached applies it last).
+/// is binary-only, text authentication text-only, neither works over UDP,
+/// and with both the text one wins (memcached applies it last).
 fn auth_protocol(settings: &Settings, protocol_given: bool) -> Result<ProtocolMode, ConfigError> {
     let mut protocol = settings.protocol;
     if settings.sasl_enabled {
@@ -157,6 +157,11 @@ fn auth_protocol(settings: &Settings, protocol_given: bool) -> Result<ProtocolMo
         } else if protocol != ProtocolMode::Ascii {
             return Err(ConfigError::new(
                 "-Y (auth_file): You cannot allow the BINARY protocol while using ascii authentication tokens.",
+            ));
+        }
+        if settings.udp_port != 0 {
+            return Err(ConfigError::new(
+                "-Y (auth_file): Cannot use UDP with ascii authentication enabled (-U 0 to disable)",
             ));
         }
     }

@@ -630,7 +630,8 @@ Behaviour:
 Authentication (off by default):
   -Y, --auth-file=<file>        text clients must authenticate first: a set whose value
                                 is \"user password\", checked against <file>'s
-                                user:password lines (at most 8); text protocol only
+                                user:password lines (at most 8); text protocol only,
+                                no UDP
   -S, --enable-sasl             binary clients must authenticate with SASL PLAIN against
                                 the user:password file named by MEMCACHED_SASL_PWDB
                                 (or -Y's); binary protocol only, no UDP
@@ -1038,6 +1039,10 @@ mod tests {
         assert_eq!(
             error(&["-S", "-B", "ascii"]),
             "-S: You cannot allow the ASCII protocol while using SASL."
+        );
+        assert_eq!(
+            error(&["-Y", "/a", "-U", "11211"]),
+            "-Y (auth_file): Cannot use UDP with ascii authentication enabled (-U 0 to disable)"
         );
         assert_eq!(
             error(&["-S", "-U", "11211"]),
