@@ -23,7 +23,9 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(parse(&rest[..request.len]), Parse::Request(request));
         rest = &rest[request.len..];
         let skip = match request.command {
-            Command::Store { value, .. } | Command::Concat { value, .. } => match value {
+            Command::Store { value, .. }
+            | Command::Concat { value, .. }
+            | Command::SaslAuth { message: value, .. } => match value {
                 Body::Complete(_) => 0,
                 Body::Pending { len } => {
                     assert!(len > rest.len());

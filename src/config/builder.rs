@@ -10,7 +10,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::units::{self, HostPort};
 use super::{
-    ConfigError, EvictionStrategy, Settings, DEFAULT_MAX_ITEM_SIZE, DEFAULT_MEMORY_MB, DEFAULT_PORT,
+    ConfigError, EvictionStrategy, ProtocolMode, Settings, DEFAULT_MAX_ITEM_SIZE,
+    DEFAULT_MEMORY_MB, DEFAULT_PORT,
 };
 
 /// memcached's `ITEM_SIZE_MAX_LOWER_LIMIT`.
@@ -49,6 +50,9 @@ pub(super) struct SettingsBuilder {
     pub(super) memory_mb: Sourced<u64>,
     pub(super) max_item_size: Sourced<usize>,
     pub(super) eviction: Sourced<EvictionStrategy>,
+    /// Whether `-B` or `[server] protocol` chose the protocol; authentication
+    /// chooses it otherwise.
+    pub(super) protocol_given: bool,
 }
 
 impl SettingsBuilder {
@@ -61,6 +65,7 @@ impl SettingsBuilder {
             memory_mb: Sourced::new(DEFAULT_MEMORY_MB, format!("default -m {DEFAULT_MEMORY_MB}")),
             max_item_size: Sourced::new(DEFAULT_MAX_ITEM_SIZE, "default -I 1m"),
             eviction: Sourced::new(EvictionStrategy::Lru, "default eviction strategy lru"),
+            protocol_given: false,
         }
     }
 
@@ -111,6 +116,8 @@ impl SettingsBuilder {
         check_item_size(&self.max_item_size, &self.memory_mb, memory_bytes)?;
         settings.max_item_size = self.max_item_size.value;
 
+        settings.protocol = auth_protocol(&settings, self.protocol_given)?;
+
         settings.listen = resolve_listen(&self.listen, &self.port)?;
         if settings.udp_port != 0 {
             settings.udp_listen = resolve_listen(&self.listen, &self.udp_port)?;
@@ -123,6 +130,42 @@ impl SettingsBuilder {
         }
         Ok(settings)
     }
+}
+
+/// The protocol authentication leaves, checked as memcached checks it: SASL
+/// is binary-only, text authentication text-only, neither works over UDP,
+/// and with both the text one wins (memcached applies it last).
+fn auth_protocol(settings: &Settings, protocol_given: bool) -> Result<ProtocolMode, ConfigError> {
+    let mut protocol = settings.protocol;
+    if settings.sasl_enabled {
+        if !protocol_given {
+            protocol = ProtocolMode::Binary;
+        } else if protocol != ProtocolMode::Binary {
+            return Err(ConfigError::new(
+                "-S: You cannot allow the ASCII protocol while using SASL.",
+            ));
+        }
+        if settings.udp_port != 0 {
+            return Err(ConfigError::new(
+                "-S: Cannot enable UDP while using binary SASL authentication.",
+            ));
+        }
+    }
+    if settings.auth_file.is_some() {
+        if !protocol_given {
+            protocol = ProtocolMode::Ascii;
+        } else if protocol != ProtocolMode::Ascii {
+            return Err(ConfigError::new(
+                "-Y (auth_file): You cannot allow the BINARY protocol while using ascii authentication tokens.",
+            ));
+        }
+        if settings.udp_port != 0 {
+            return Err(ConfigError::new(
+                "-Y (auth_file): Cannot use UDP with ascii authentication enabled (-U 0 to disable)",
+            ));
+        }
+    }
+    Ok(protocol)
 }
 
 /// memcached 1.6's checks of `-I`, in its order and with its words.

@@ -25,6 +25,10 @@ use super::{
     DEFAULT_MEMORY_MB, DEFAULT_PORT, DEFAULT_REQS_PER_EVENT,
 };
 
+/// The environment variable naming SASL's password file, as for memcached's
+/// built-in password database.
+pub const SASL_PASSWORD_FILE_VAR: &str = "MEMCACHED_SASL_PWDB";
+
 /// Every flag, by what it does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Opt {
@@ -421,17 +425,12 @@ fn apply(
             })?
         }
         Opt::EnableSasl => {
-            return Err(ConfigError::new(
-                "-S: SASL authentication is not available yet in rat_memcached; \
-                 refusing to serve without the authentication it asks for",
-            ))
+            settings.sasl_enabled = true;
+            settings.sasl_password_file = std::env::var_os(SASL_PASSWORD_FILE_VAR)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from);
         }
-        Opt::AuthFile => {
-            return Err(ConfigError::new(format!(
-                "-Y {last}: ASCII authentication is not available yet in rat_memcached; \
-                 refusing to serve without the authentication it asks for"
-            )))
-        }
+        Opt::AuthFile => settings.auth_file = Some(PathBuf::from(last)),
         Opt::EnableSsl => {
             return Err(ConfigError::new(
                 "-Z: TLS is not available yet in rat_memcached; \
@@ -494,7 +493,8 @@ fn apply(
             builder.set_threads(threads, &format!("-t {last}"));
         }
         Opt::Protocol => {
-            settings.protocol = match last {
+            builder.protocol_given = true;
+            builder.settings.protocol = match last {
                 "auto" => ProtocolMode::Auto,
                 "ascii" => ProtocolMode::Ascii,
                 "binary" => ProtocolMode::Binary,
@@ -627,6 +627,15 @@ Behaviour:
   -R, --max-reqs-per-event=<num> requests served per connection before serving
                                 others (default: {reqs})
 
+Authentication (off by default):
+  -Y, --auth-file=<file>        text clients must authenticate first: a set whose value
+                                is \"user password\", checked against <file>'s
+                                user:password lines (at most 8); text protocol only,
+                                no UDP
+  -S, --enable-sasl             binary clients must authenticate with SASL PLAIN against
+                                the user:password file named by MEMCACHED_SASL_PWDB
+                                (or -Y's); binary protocol only, no UDP
+
 Process:
   -d, --daemon                  run as a daemon (Unix only)
   -P, --pidfile=<file>          write the process id to <file> (also --pid-file)
@@ -641,14 +650,14 @@ Process:
 Accepted for compatibility with memcached 1.6, without effect (a notice is logged):
   -f, -n, -D, -b, -e, -N, -k, -r, -L, -X, -W, and -o sub-options (checked against
   memcached's list)
-Refused until implemented, since ignoring them would change how or by whom the
-cache can be reached: -S (SASL), -Y (ASCII authentication), -Z (TLS)
+Refused until implemented, since ignoring it would change how the cache can be
+reached: -Z (TLS)
 
 Config file (TOML, every key optional; unknown keys and bad values are errors):
   [server]       listen = [\"HOST:PORT\", ...], port, udp_port, unix_socket,
                  unix_socket_mask (\"700\" or 0o700), max_connections,
                  max_item_size (\"1m\" or bytes), verbosity, enable_shutdown,
-                 flush_enabled, cas_enabled, protocol
+                 flush_enabled, cas_enabled, protocol, auth_file
   [cache]        max_memory_mb, max_entries, eviction_strategy (\"lru\"; \"lfu\", \"fifo\"
                  and \"hybrid\" are not available yet), evictions
   [melange_db]   data_dir, max_disk_size_mb, enable_compression (kept, but the
@@ -1000,11 +1009,45 @@ mod tests {
     }
 
     #[test]
-    fn authentication_and_tls_are_refused() {
-        assert!(error(&["-S"]).starts_with("-S: SASL authentication is not available yet"));
-        assert!(error(&["--auth-file=/etc/auth"])
-            .starts_with("-Y /etc/auth: ASCII authentication is not available yet"));
+    fn tls_is_refused() {
         assert!(error(&["--enable-ssl"]).starts_with("-Z: TLS is not available yet"));
+    }
+
+    #[test]
+    fn authentication_flags_choose_the_protocol_as_in_memcached() {
+        let text = run(&["--auth-file=/etc/auth"]);
+        assert_eq!(text.auth_file, Some(PathBuf::from("/etc/auth")));
+        assert_eq!(text.protocol, ProtocolMode::Ascii);
+        assert!(!text.sasl_enabled);
+        assert_eq!(
+            run(&["-Y", "/a", "-B", "ascii"]).protocol,
+            ProtocolMode::Ascii
+        );
+
+        let sasl = run(&["-S"]);
+        assert!(sasl.sasl_enabled);
+        assert_eq!(sasl.protocol, ProtocolMode::Binary);
+        assert_eq!(sasl.auth_file, None);
+        assert_eq!(run(&["-S", "-B", "binary"]).protocol, ProtocolMode::Binary);
+        // With both, text authentication wins, as memcached applies it last.
+        assert_eq!(run(&["-S", "-Y", "/a"]).protocol, ProtocolMode::Ascii);
+
+        assert_eq!(
+            error(&["-Y", "/a", "-B", "auto"]),
+            "-Y (auth_file): You cannot allow the BINARY protocol while using ascii authentication tokens."
+        );
+        assert_eq!(
+            error(&["-S", "-B", "ascii"]),
+            "-S: You cannot allow the ASCII protocol while using SASL."
+        );
+        assert_eq!(
+            error(&["-Y", "/a", "-U", "11211"]),
+            "-Y (auth_file): Cannot use UDP with ascii authentication enabled (-U 0 to disable)"
+        );
+        assert_eq!(
+            error(&["-S", "-U", "11211"]),
+            "-S: Cannot enable UDP while using binary SASL authentication."
+        );
     }
 
     #[test]

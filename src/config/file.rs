@@ -6,7 +6,8 @@
 //! ```toml
 //! [server]       # listen, port, udp_port, unix_socket, unix_socket_mask,
 //!                # max_connections, max_item_size, verbosity,
-//!                # enable_shutdown, flush_enabled, cas_enabled, protocol
+//!                # enable_shutdown, flush_enabled, cas_enabled, protocol,
+//!                # auth_file
 //! [cache]        # max_memory_mb, max_entries, eviction_strategy, evictions
 //! [melange_db]   # data_dir, max_disk_size_mb, enable_compression
 //! [ttl]          # default_ttl_seconds, cleanup_interval_seconds
@@ -106,6 +107,7 @@ struct ServerSection {
     flush_enabled: Option<bool>,
     cas_enabled: Option<bool>,
     protocol: Option<ProtocolMode>,
+    auth_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +214,11 @@ impl ServerSection {
             builder.settings.cas_enabled = enabled;
         }
         if let Some(protocol) = self.protocol {
+            builder.protocol_given = true;
             builder.settings.protocol = protocol;
+        }
+        if let Some(path) = self.auth_file {
+            builder.settings.auth_file = Some(PathBuf::from(path));
         }
         Ok(())
     }
@@ -571,6 +577,20 @@ reqs_per_event = 7
         assert!(!settings.evictions_enabled);
         assert_eq!(settings.reqs_per_event, 7);
         assert!(settings.notices.is_empty());
+    }
+
+    #[test]
+    fn auth_file_makes_the_server_text_only() {
+        let settings = from_toml_str("[server]\nauth_file = \"/etc/rat/users\"\n").unwrap();
+        assert_eq!(settings.auth_file, Some(PathBuf::from("/etc/rat/users")));
+        assert_eq!(settings.protocol, ProtocolMode::Ascii);
+        let error = from_toml_str("[server]\nauth_file = \"/a\"\nprotocol = \"binary\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("You cannot allow the BINARY protocol"),
+            "{error}"
+        );
     }
 
     #[test]

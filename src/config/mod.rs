@@ -51,7 +51,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use cli::{help_text, parse_args};
+pub use cli::{help_text, parse_args, SASL_PASSWORD_FILE_VAR};
 pub use file::{from_toml_str, load_config_file};
 pub use logging::init_logging;
 
@@ -199,6 +199,16 @@ pub struct Settings {
     pub evictions_enabled: bool,
     /// Which protocols clients may speak (`-B`).
     pub protocol: ProtocolMode,
+    /// Password file of text-protocol authentication (`-Y`, `--auth-file`,
+    /// `[server] auth_file`); `None` = no authentication. Makes the server
+    /// text-only, as in memcached.
+    pub auth_file: Option<PathBuf>,
+    /// Whether binary connections must authenticate with SASL (`-S`). Makes the
+    /// server binary-only unless `auth_file` is set, as in memcached.
+    pub sasl_enabled: bool,
+    /// SASL's password file, named by the `MEMCACHED_SASL_PWDB` environment
+    /// variable as for memcached's built-in password database.
+    pub sasl_password_file: Option<PathBuf>,
     /// Requests served per connection before moving to the next one (`-R`).
     pub reqs_per_event: usize,
     /// User to switch to after binding, when started as root (`-u`).
@@ -241,6 +251,9 @@ impl Default for Settings {
             cas_enabled: true,
             evictions_enabled: true,
             protocol: ProtocolMode::Auto,
+            auth_file: None,
+            sasl_enabled: false,
+            sasl_password_file: None,
             reqs_per_event: DEFAULT_REQS_PER_EVENT,
             run_as_user: None,
             daemonize: false,

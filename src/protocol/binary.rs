@@ -116,6 +116,8 @@ pub enum Status {
     NonNumeric = 0x06,
     /// Also memcached's answer to a flush when flushing is disabled (`-F`).
     AuthError = 0x20,
+    /// SASL wants another step; the body is the server's challenge.
+    AuthContinue = 0x21,
     UnknownCommand = 0x81,
     OutOfMemory = 0x82,
 }
@@ -132,6 +134,7 @@ impl Status {
             Status::NotStored => "Not stored.",
             Status::NonNumeric => "Non-numeric server-side value for incr or decr",
             Status::AuthError => "Auth failure.",
+            Status::AuthContinue => "",
             Status::UnknownCommand => "Unknown command",
             Status::OutOfMemory => "Out of memory",
         }
@@ -256,9 +259,17 @@ pub enum Command<'a> {
         exptime: u32,
         with_key: bool,
     },
-    /// An opcode memcached does not serve (including verbosity, and SASL
-    /// while SASL is off): answer "Unknown command" once `swallow` more
-    /// bytes have been skipped.
+    /// SASL list mechanisms.
+    SaslListMechs,
+    /// SASL auth (`step` false) or step: the mechanism is the key, the
+    /// client's message the value.
+    SaslAuth {
+        step: bool,
+        mechanism: &'a [u8],
+        message: Body<'a>,
+    },
+    /// An opcode memcached does not serve (including verbosity): answer
+    /// "Unknown command" once `swallow` more bytes have been skipped.
     Unknown {
         swallow: usize,
     },
@@ -430,16 +441,15 @@ pub fn parse(input: &[u8]) -> Parse<'_> {
             };
             (extras_len == 4 && key_len > 0, command, head_len)
         }
-        // With SASL off, memcached checks the lengths of the SASL requests
-        // and then knows them no better than an unknown opcode; it skips
-        // what follows the key.
-        SASL_LIST_MECHS => (bare, Command::Unknown { swallow: 0 }, head_len),
+        SASL_LIST_MECHS => (bare, Command::SaslListMechs, head_len),
         SASL_AUTH | SASL_STEP => (
             extras_len == 0 && key_len > 0,
-            Command::Unknown {
-                swallow: body_len - key_len,
+            Command::SaslAuth {
+                step: op == SASL_STEP,
+                mechanism: key,
+                message: value,
             },
-            head_len,
+            with_value,
         ),
         _ => (true, Command::Unknown { swallow: body_len }, head_len),
     };

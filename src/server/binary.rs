@@ -13,11 +13,12 @@
 //! the replies collected since are lost. The session keeps the same mark
 //! (`sent`) and drops what lies beyond it when it meets a wrong magic byte.
 
+use super::auth;
 use super::counters::{bump, count_cas};
 use super::stats::{self, Gathered, StatSink};
 use super::ServerContext;
 use crate::protocol::binary::{
-    self, Body, Command, Parse, Request, Response, Status, StoreKind, NO_CREATE,
+    self, opcode, Body, Command, Parse, Request, Response, Status, StoreKind, NO_CREATE,
 };
 use crate::reactor::{Next, Progress, Session, TurnLimits};
 use crate::store::{
@@ -37,6 +38,11 @@ pub struct BinarySession {
     after_swallow: Option<(Response, Status)>,
     /// Set when a reply was one that memcached sends at once.
     flushed: bool,
+    /// Whether requests other than SASL's and version may run: always when
+    /// SASL is off, after a successful SASL exchange when it is on.
+    authenticated: bool,
+    /// A SASL PLAIN auth came without credentials: the next step carries them.
+    plain_pending: bool,
 }
 
 /// What one request did to the connection.
@@ -56,12 +62,15 @@ impl BinarySession {
     }
 
     pub fn new(ctx: Arc<ServerContext>, worker: usize) -> BinarySession {
+        let ctx_has_no_sasl = ctx.auth.sasl.is_none();
         BinarySession {
             ctx,
             worker,
             swallow: 0,
             after_swallow: None,
             flushed: false,
+            authenticated: ctx_has_no_sasl,
+            plain_pending: false,
         }
     }
 
@@ -121,6 +130,18 @@ impl Session for BinarySession {
     }
 }
 
+/// What memcached lets through before SASL authentication: the SASL
+/// requests, version, and lengths so wrong that it refuses them first.
+fn may_run_unauthenticated(request: &Request<'_>) -> bool {
+    matches!(
+        request.header.opcode,
+        opcode::SASL_LIST_MECHS | opcode::SASL_AUTH | opcode::SASL_STEP | opcode::VERSION
+    ) || request.command
+        == (Command::Refused {
+            status: Status::UnknownCommand,
+        })
+}
+
 fn need_input(consumed: usize, wanted: usize) -> Progress {
     Progress {
         consumed,
@@ -152,6 +173,11 @@ impl BinarySession {
         let len = request.len;
         let ctx = Arc::clone(&self.ctx);
         let counters = &ctx.counters[self.worker];
+        if !self.authenticated && !may_run_unauthenticated(&request) {
+            // memcached refuses before it looks further than the lengths.
+            reply.error(out, Status::AuthError);
+            return Step::Close(len);
+        }
         match request.command {
             Command::Get { key, with_key } => {
                 bump(&counters.cmd_get);
@@ -370,6 +396,15 @@ impl BinarySession {
                 // An empty statistic ends the list.
                 reply.stat(out, "", "");
             }
+            Command::SaslListMechs => match ctx.auth.sasl {
+                Some(_) => reply.success(out, 0, b"", b"", auth::SASL_MECHANISMS.as_bytes()),
+                None => self.fail(out, reply, Status::UnknownCommand),
+            },
+            Command::SaslAuth {
+                step,
+                mechanism,
+                message,
+            } => return self.sasl_auth(out, reply, len, step, mechanism, message),
             Command::Unknown { swallow: 0 } => self.fail(out, reply, Status::UnknownCommand),
             Command::Unknown { swallow } => {
                 self.swallow = swallow;
@@ -391,6 +426,64 @@ impl BinarySession {
             (false, Some(key)) => reply.miss_with_key(out, key),
             (false, None) => self.fail(out, reply, Status::KeyNotFound),
         }
+    }
+
+    /// SASL auth and step, answered as memcached answers them with Cyrus
+    /// SASL's PLAIN.
+    fn sasl_auth(
+        &mut self,
+        out: &mut Vec<u8>,
+        reply: Response,
+        len: usize,
+        step: bool,
+        mechanism: &[u8],
+        message: Body<'_>,
+    ) -> Step {
+        let (head_len, message_len) = match message {
+            Body::Complete(message) => (len - message.len(), message.len()),
+            Body::Pending { len: message_len } => (len, message_len),
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let Some(credentials) = &ctx.auth.sasl else {
+            // With SASL off memcached knows these no better than an unknown
+            // opcode, and skips what follows the key.
+            if message_len == 0 {
+                self.fail(out, reply, Status::UnknownCommand);
+                return Step::Consumed(head_len);
+            }
+            return self.refuse_value(reply, Status::UnknownCommand, head_len, message_len);
+        };
+        if mechanism.len() > auth::MAX_SASL_MECHANISM_LEN {
+            return self.refuse_value(reply, Status::InvalidArguments, head_len, message_len);
+        }
+        let message = match message {
+            Body::Complete(message) => message,
+            // memcached reads the message into an item, with its `\r\n`.
+            Body::Pending { len: message_len } => {
+                if ctx.store.item_fits(mechanism.len(), 0, message_len + 2) {
+                    return Step::AwaitValue(len + message_len);
+                }
+                return self.refuse_value(reply, Status::OutOfMemory, head_len, message_len);
+            }
+        };
+        let counters = &ctx.counters[self.worker];
+        let plain_pending = std::mem::take(&mut self.plain_pending);
+        if !step && message.is_empty() && mechanism.eq_ignore_ascii_case(b"PLAIN") {
+            // PLAIN without an initial response: an empty challenge.
+            self.plain_pending = true;
+            reply.error(out, Status::AuthContinue);
+            self.flushed = true;
+            return Step::Consumed(len);
+        }
+        bump(&counters.auth_cmds);
+        if (!step || plain_pending) && auth::sasl_plain(mechanism, message, credentials) {
+            self.authenticated = true;
+            reply.success(out, 0, b"", b"", b"Authenticated");
+        } else {
+            bump(&counters.auth_errors);
+            self.fail(out, reply, Status::AuthError);
+        }
+        Step::Consumed(len)
     }
 
     /// Refuses a value before it arrives: it is thrown away as it comes, and
@@ -571,6 +664,145 @@ mod tests {
         assert_eq!(
             responses(&out),
             vec![(opcode::GET, 4, vec![], b"Invalid arguments".to_vec())]
+        );
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::protocol::binary::{opcode, Header, HEADER_LEN, REQUEST_MAGIC};
+    use crate::server::auth::Credentials;
+    use std::sync::atomic::Ordering;
+
+    fn sasl_session() -> BinarySession {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        let (mut ctx, _requests) = ServerContext::new(settings);
+        ctx.auth.sasl = Some(Credentials::parse(b"alice:secret\n").expect("well-formed"));
+        BinarySession::new(Arc::new(ctx), 0)
+    }
+
+    fn packet(op: u8, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Header {
+            magic: REQUEST_MAGIC,
+            opcode: op,
+            key_len: key.len() as u16,
+            body_len: (key.len() + value.len()) as u32,
+            ..Header::default()
+        }
+        .write(&mut out);
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// (opcode, status, body) of each response, and how the input ended.
+    fn run(
+        session: &mut BinarySession,
+        input: &[u8],
+        chunk: usize,
+    ) -> (Vec<(u8, u16, Vec<u8>)>, Next) {
+        let limits = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        let mut next = Next::NeedInput { wanted: 0 };
+        for piece in input.chunks(chunk) {
+            pending.extend_from_slice(piece);
+            let progress = session.on_input(&pending, &mut out, limits);
+            pending.drain(..progress.consumed);
+            next = progress.next;
+            if next == Next::Close {
+                break;
+            }
+        }
+        let mut replies = Vec::new();
+        let mut rest = &out[..];
+        while let Some(head) = rest.first_chunk::<HEADER_LEN>() {
+            let header = Header::read(head);
+            let end = HEADER_LEN + header.body_len as usize;
+            replies.push((
+                header.opcode,
+                header.vbucket_or_status,
+                rest[HEADER_LEN..end].to_vec(),
+            ));
+            rest = &rest[end..];
+        }
+        (replies, next)
+    }
+
+    #[test]
+    fn sasl_plain_unlocks_the_session_however_the_input_is_cut() {
+        let script = [
+            packet(opcode::SASL_LIST_MECHS, b"", b""),
+            packet(opcode::SASL_AUTH, b"PLAIN", b"\0alice\0nope"),
+            packet(opcode::SASL_STEP, b"PLAIN", b"\0alice\0secret"),
+            packet(opcode::SASL_AUTH, b"PLAIN", b""),
+            packet(opcode::SASL_STEP, b"PLAIN", b"alice\0alice\0secret"),
+            packet(opcode::NOOP, b"", b""),
+        ]
+        .concat();
+        let expected = vec![
+            (opcode::SASL_LIST_MECHS, 0, b"PLAIN".to_vec()),
+            (opcode::SASL_AUTH, 0x20, b"Auth failure.".to_vec()),
+            (opcode::SASL_STEP, 0x20, b"Auth failure.".to_vec()),
+            (opcode::SASL_AUTH, 0x21, vec![]),
+            (opcode::SASL_STEP, 0, b"Authenticated".to_vec()),
+            (opcode::NOOP, 0, vec![]),
+        ];
+        for chunk in [1, 5, 24, usize::MAX] {
+            let mut session = sasl_session();
+            assert_eq!(run(&mut session, &script, chunk).0, expected, "{chunk}");
+            let counters = &session.ctx.counters[0];
+            assert_eq!(counters.auth_cmds.load(Ordering::Relaxed), 3);
+            assert_eq!(counters.auth_errors.load(Ordering::Relaxed), 2);
+        }
+    }
+
+    #[test]
+    fn other_requests_are_refused_and_close_until_authenticated() {
+        let mut session = sasl_session();
+        let script = [
+            packet(opcode::VERSION, b"", b""),
+            packet(opcode::GET, b"k", b""),
+            packet(opcode::NOOP, b"", b""),
+        ]
+        .concat();
+        let (replies, next) = run(&mut session, &script, usize::MAX);
+        assert_eq!(next, Next::Close);
+        assert_eq!(replies.len(), 2);
+        assert_eq!(replies[0].1, 0);
+        assert_eq!(replies[1], (opcode::GET, 0x20, b"Auth failure.".to_vec()));
+    }
+
+    #[test]
+    fn without_sasl_its_requests_are_unknown_commands() {
+        let (ctx, _requests) = ServerContext::new(Settings {
+            threads: 1,
+            ..Settings::default()
+        });
+        let mut session = BinarySession::new(Arc::new(ctx), 0);
+        let script = [
+            packet(opcode::SASL_LIST_MECHS, b"", b""),
+            packet(opcode::SASL_AUTH, b"PLAIN", b"\0alice\0secret"),
+            packet(opcode::NOOP, b"", b""),
+        ]
+        .concat();
+        let unknown = b"Unknown command".to_vec();
+        assert_eq!(
+            run(&mut session, &script, usize::MAX).0,
+            vec![
+                (opcode::SASL_LIST_MECHS, 0x81, unknown.clone()),
+                (opcode::SASL_AUTH, 0x81, unknown),
+                (opcode::NOOP, 0, vec![]),
+            ]
         );
     }
 }

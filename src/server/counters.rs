@@ -56,6 +56,8 @@ counters!(
     touch_misses,
     store_too_large,
     store_no_memory,
+    auth_cmds,
+    auth_errors,
 );
 
 /// Adds one to a counter owned by the calling worker thread.

@@ -6,6 +6,7 @@
 //! thread that sweeps expired items, and returns when a client's `shutdown`
 //! (enabled with `-A`) stops the reactor.
 
+mod auth;
 mod binary;
 mod counters;
 mod meta;
@@ -19,6 +20,7 @@ use crate::reactor::{
     UnixEndpoint,
 };
 use crate::store::{Store, StoreConfig};
+use auth::Credentials;
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
 use protocol::ProtocolSession;
@@ -50,6 +52,43 @@ pub struct ServerContext {
     verbosity: AtomicU32,
     /// Work for the background thread.
     maintenance: crossbeam_channel::Sender<Maintenance>,
+    /// The password files of the authentication the settings ask for.
+    auth: Authentication,
+}
+
+/// Who may use the server, per protocol; `None` lets everyone in.
+#[derive(Default)]
+struct Authentication {
+    /// Text-protocol token authentication (`-Y`).
+    text: Option<Credentials>,
+    /// SASL over the binary protocol (`-S`).
+    sasl: Option<Credentials>,
+}
+
+impl Authentication {
+    /// Reads the password files: `-Y`'s for text authentication, and for
+    /// SASL the file `MEMCACHED_SASL_PWDB` names, or else `-Y`'s.
+    fn load(settings: &Settings) -> io::Result<Authentication> {
+        let load = |path: &Path| Credentials::load(path).map_err(io::Error::other);
+        let text = settings.auth_file.as_deref().map(load).transpose()?;
+        let sasl = if settings.sasl_enabled {
+            let path = settings
+                .sasl_password_file
+                .as_deref()
+                .or(settings.auth_file.as_deref())
+                .ok_or_else(|| {
+                    io::Error::other(format!(
+                        "-S: SASL needs a password file: set {} to a file of \
+                             user:password lines",
+                        crate::config::SASL_PASSWORD_FILE_VAR
+                    ))
+                })?;
+            Some(load(path)?)
+        } else {
+            None
+        };
+        Ok(Authentication { text, sasl })
+    }
 }
 
 /// What the background thread is asked to do besides its periodic sweep.
@@ -88,6 +127,7 @@ impl ServerContext {
             verbosity: AtomicU32::new(u32::from(settings.verbosity)),
             store,
             settings,
+            auth: Authentication::default(),
         };
         (ctx, requests)
     }
@@ -134,7 +174,9 @@ pub struct Server {
 impl Server {
     /// Binds the listening sockets and starts serving.
     pub fn start(settings: Settings) -> io::Result<Server> {
-        let (ctx, requests) = ServerContext::new(settings);
+        let auth = Authentication::load(&settings)?;
+        let (mut ctx, requests) = ServerContext::new(settings);
+        ctx.auth = auth;
         let ctx = Arc::new(ctx);
         let threads = ctx.counters.len();
         let config = ReactorConfig {

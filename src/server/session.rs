@@ -10,6 +10,7 @@
 //! response object on its own: one per command, and one per key of a
 //! multi-key `get`, whose `END` goes with the last key's.
 
+use super::auth::{self, TextStep};
 use super::counters::{bump, count_cas, WorkerCounters};
 use super::meta::{self, MetaStep};
 use super::stats;
@@ -33,6 +34,9 @@ pub struct TextSession {
     /// While serving a datagram: the end offsets of the reply units so far.
     unit_ends: Vec<usize>,
     datagram: bool,
+    /// Whether commands may run: always without text authentication (`-Y`),
+    /// after a `set` with good credentials with it.
+    authenticated: bool,
 }
 
 impl TextSession {
@@ -43,12 +47,13 @@ impl TextSession {
 
     pub fn new(ctx: Arc<ServerContext>, worker: usize) -> TextSession {
         TextSession {
-            ctx,
             worker,
             swallow: 0,
             after_swallow: None,
             unit_ends: Vec::new(),
             datagram: false,
+            authenticated: ctx.auth.text.is_none(),
+            ctx,
         }
     }
 
@@ -94,6 +99,22 @@ impl Session for TextSession {
             requests += 1;
             let start = out.len();
             let rest = &input[pos..];
+            if let Some(step) = self.authenticate(rest, out) {
+                match step {
+                    TextStep::Incomplete { wanted } => return carry_on(pos, wanted),
+                    TextStep::Close => {
+                        return Progress {
+                            consumed: pos,
+                            next: Next::Close,
+                        }
+                    }
+                    TextStep::Answer { consumed, .. } => {
+                        pos += consumed;
+                        self.end_unit(out, start);
+                        continue;
+                    }
+                }
+            }
             let (command, line_len) = match text::parse(rest) {
                 Parse::Incomplete => return carry_on(pos, 0),
                 Parse::Close => {
@@ -203,6 +224,32 @@ fn answer(out: &mut Vec<u8>, noreply: bool, line: &str) {
 }
 
 impl TextSession {
+    /// Serves the request at the start of `input` if the connection has yet
+    /// to authenticate (see [`auth`]); `None` lets it run as a command.
+    fn authenticate(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<TextStep> {
+        if self.authenticated {
+            return None;
+        }
+        let credentials = self.ctx.auth.text.as_ref()?;
+        let step = auth::text_step(input, credentials);
+        if let TextStep::Answer { reply, verdict, .. } = step {
+            reply::line(out, reply);
+            let counters = &self.ctx.counters[self.worker];
+            match verdict {
+                Some(true) => {
+                    bump(&counters.auth_cmds);
+                    self.authenticated = true;
+                }
+                Some(false) => {
+                    bump(&counters.auth_cmds);
+                    bump(&counters.auth_errors);
+                }
+                None => {}
+            }
+        }
+        Some(step)
+    }
+
     /// Runs a storage command whose data block starts `body`. Returns the
     /// bytes of `body` used, or `None` while the block is incomplete.
     fn store(&mut self, header: StoreHeader<'_>, body: &[u8], out: &mut Vec<u8>) -> Option<usize> {
@@ -654,5 +701,77 @@ decr n 1\r\nappend a 0 0 2 noreply\r\nde\r\ngets a\r\nset big 0 0 2000000\r\n";
         assert!(units.is_empty());
         let (units, _) = datagram(&mut session, b"get k\r\n");
         assert_eq!(units, [&b"END\r\n"[..]]);
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::server::auth::Credentials;
+    use std::sync::atomic::Ordering;
+
+    fn locked_session() -> TextSession {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        let (mut ctx, _requests) = ServerContext::new(settings);
+        ctx.auth.text = Some(Credentials::parse(b"alice:secret\n").expect("well-formed"));
+        TextSession::new(Arc::new(ctx), 0)
+    }
+
+    const SCRIPT: &[u8] = b"add k 0 0 1\r\nx\r\nget k\r\nset a 0 0 12\r\nalice wrong!\r\n\
+        set a 0 0 12\r\nalice secret\r\nset k 0 0 1\r\ny\r\nget k\r\n";
+
+    const REPLIES: &[u8] = b"CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR unauthenticated\r\n\
+        CLIENT_ERROR unauthenticated\r\nCLIENT_ERROR authentication failure\r\nSTORED\r\n\
+        STORED\r\nVALUE k 0 1\r\ny\r\nEND\r\n";
+
+    #[test]
+    fn nothing_runs_before_authentication_however_the_input_is_cut() {
+        for chunk in [1, 2, 3, 7, 16, usize::MAX] {
+            let mut session = locked_session();
+            let mut out = Vec::new();
+            let mut pending = Vec::new();
+            for piece in SCRIPT.chunks(chunk) {
+                pending.extend_from_slice(piece);
+                let progress = session.on_input(
+                    &pending,
+                    &mut out,
+                    TurnLimits {
+                        output_bytes: usize::MAX,
+                        requests: usize::MAX,
+                    },
+                );
+                pending.drain(..progress.consumed);
+            }
+            // `add` is refused on its line, and its value is then a request of
+            // its own.
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(REPLIES),
+                "{chunk}"
+            );
+            let counters = &session.ctx.counters[0];
+            assert_eq!(counters.auth_cmds.load(Ordering::Relaxed), 2);
+            assert_eq!(counters.auth_errors.load(Ordering::Relaxed), 1);
+            assert_eq!(counters.cmd_set.load(Ordering::Relaxed), 1, "{chunk}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_without_a_newline_closes_the_connection() {
+        let mut session = locked_session();
+        let mut out = Vec::new();
+        let limits = TurnLimits {
+            output_bytes: usize::MAX,
+            requests: usize::MAX,
+        };
+        let progress = session.on_input(&[b'g'; 2048], &mut out, limits);
+        assert_eq!(progress.next, Next::NeedInput { wanted: 0 });
+        let progress = session.on_input(&[b'g'; 2049], &mut out, limits);
+        assert_eq!(progress.next, Next::Close);
+        assert!(out.is_empty());
     }
 }

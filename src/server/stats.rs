@@ -148,8 +148,8 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "touch_misses", c.touch_misses);
     stat(out, "store_too_large", c.store_too_large);
     stat(out, "store_no_memory", c.store_no_memory);
-    stat(out, "auth_cmds", 0);
-    stat(out, "auth_errors", 0);
+    stat(out, "auth_cmds", c.auth_cmds);
+    stat(out, "auth_errors", c.auth_errors);
     stat(out, "bytes_read", r.bytes_read.load(Ordering::Relaxed));
     stat(
         out,
@@ -205,8 +205,16 @@ fn settings(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "cas_enabled", yes_no(s.cas_enabled));
     stat(out, "tcp_backlog", 1024);
     stat(out, "binding_protocol", s.protocol.stats_name());
-    stat(out, "auth_enabled_sasl", "no");
-    stat(out, "auth_enabled_ascii", "no");
+    stat(
+        out,
+        "auth_enabled_sasl",
+        if s.sasl_enabled { "yes" } else { "no" },
+    );
+    // memcached shows the file's name, or "no".
+    match &s.auth_file {
+        Some(path) => stat(out, "auth_enabled_ascii", path.display()),
+        None => stat(out, "auth_enabled_ascii", "no"),
+    }
     stat(out, "item_size_max", s.max_item_size);
     stat(out, "maxconns_fast", "yes");
     stat(out, "flush_enabled", yes_no(s.flush_enabled));

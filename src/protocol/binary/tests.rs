@@ -183,7 +183,25 @@ fn parses_every_served_opcode() {
         ),
         (
             packet(SASL_AUTH, &[], b"PLAIN", b"\0u\0p", 0, 0),
-            Command::Unknown { swallow: 4 },
+            Command::SaslAuth {
+                step: false,
+                mechanism: b"PLAIN",
+                message: Body::Complete(b"\0u\0p"),
+            },
+            false,
+        ),
+        (
+            packet(SASL_STEP, &[], b"PLAIN", b"", 0, 0),
+            Command::SaslAuth {
+                step: true,
+                mechanism: b"PLAIN",
+                message: Body::Complete(b""),
+            },
+            false,
+        ),
+        (
+            packet(SASL_LIST_MECHS, &[], b"", b"", 0, 0),
+            Command::SaslListMechs,
             false,
         ),
     ];
