@@ -368,3 +368,209 @@ fn every_request_cut_at_every_byte_waits_for_its_line() {
         assert_eq!(parse(&longer), whole);
     }
 }
+
+/// A small deterministic generator (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+}
+
+/// What a random request asked for, to compare with what the parser read.
+#[derive(Default)]
+struct Asked {
+    options: Options,
+    tokens: Vec<Vec<u8>>,
+}
+
+impl Asked {
+    fn token(&mut self, token: Vec<u8>) {
+        self.tokens.push(token);
+    }
+
+    fn number(&mut self, letter: u8, n: impl std::fmt::Display) {
+        let mut token = vec![letter];
+        token.extend_from_slice(n.to_string().as_bytes());
+        self.tokens.push(token);
+    }
+}
+
+/// Random valid `mg`, `ms`, `md` and `ma` requests, encoded as a client
+/// would and parsed back: every key, flag and number must come back as sent.
+#[test]
+fn random_valid_requests_parse_back() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for _ in 0..5000 {
+        let key: Vec<u8> = (0..1 + rng.below(40))
+            .map(|_| b'!' + rng.below(94) as u8)
+            .collect();
+        let base64 = rng.chance();
+        let mut asked = Asked::default();
+        asked.options.delta = 1;
+        let command = rng.below(4);
+        let mut value_len = 0;
+        let mut mode = b'S';
+        // Flags without a value that each command takes.
+        let switches: &[u8] = match command {
+            0 => b"cfhklqstvu",
+            1 => b"cIkq",
+            2 => b"Ikq",
+            _ => b"Oqtcvk",
+        };
+        for &letter in switches {
+            if letter != b'O' && rng.chance() {
+                asked.token(vec![letter]);
+                match letter {
+                    b'v' => asked.options.value = true,
+                    b'q' => asked.options.quiet = true,
+                    b'I' => asked.options.invalidate = true,
+                    b'u' => asked.options.no_update = true,
+                    b'h' | b'l' => asked.options.locked = true,
+                    _ => {}
+                }
+            }
+        }
+        if rng.chance() {
+            let opaque: Vec<u8> = (0..rng.below(MAX_OPAQUE_LEN as u64 - 1))
+                .map(|_| b'a' + rng.below(26) as u8)
+                .collect();
+            asked.token([&b"O"[..], &opaque].concat());
+        }
+        if rng.chance() {
+            let ttl = rng.below(200_000) as i32 - 1000;
+            asked.number(b'T', ttl);
+            asked.options.ttl = Some(ttl);
+            asked.options.locked = true;
+        }
+        if command != 0 && rng.chance() {
+            let cas = rng.next();
+            asked.number(b'C', cas);
+            asked.options.compare_cas = Some(cas);
+        }
+        if (command == 0 || command == 3) && rng.chance() {
+            let exptime = rng.below(100_000) as i32;
+            asked.number(b'N', exptime);
+            asked.options.vivify = Some(exptime);
+            asked.options.locked = true;
+        }
+        match command {
+            0 if rng.chance() => {
+                let recache = rng.below(100_000) as i32;
+                asked.number(b'R', recache);
+                asked.options.recache = Some(recache);
+                asked.options.locked = true;
+            }
+            1 => {
+                value_len = rng.below(1_000_000) as u32;
+                if rng.chance() {
+                    let flags = rng.next() as u32;
+                    asked.number(b'F', flags);
+                    asked.options.client_flags = flags;
+                }
+                mode = b"SEAPR"[rng.below(5) as usize];
+                if rng.chance() {
+                    asked.token(vec![b'M', mode]);
+                } else {
+                    mode = b'S';
+                }
+            }
+            3 => {
+                if rng.chance() {
+                    let initial = rng.next();
+                    asked.number(b'J', initial);
+                    asked.options.initial = initial;
+                }
+                if rng.chance() {
+                    let delta = rng.next();
+                    asked.number(b'D', delta);
+                    asked.options.delta = delta;
+                }
+                mode = b"I+D-"[rng.below(4) as usize];
+                if rng.chance() {
+                    asked.token(vec![b'M', mode]);
+                } else {
+                    mode = b'I';
+                }
+            }
+            _ => {}
+        }
+        if base64 {
+            asked.token(b"b".to_vec());
+        }
+        // The order of flags is the client's to choose.
+        for i in (1..asked.tokens.len()).rev() {
+            asked.tokens.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+
+        let mut line = [&b"mg"[..], b"ms", b"md", b"ma"][command as usize].to_vec();
+        line.push(b' ');
+        let mut sent_key = Vec::new();
+        if base64 {
+            base64_encode(&key, &mut sent_key);
+        } else {
+            sent_key.clone_from(&key);
+        }
+        line.extend_from_slice(&sent_key);
+        if command == 1 {
+            line.extend_from_slice(format!(" {value_len}").as_bytes());
+        }
+        for token in &asked.tokens {
+            line.push(b' ');
+            line.extend_from_slice(token);
+        }
+        line.extend_from_slice(b"\r\n");
+
+        let parsed = command_of(&line);
+        let expected_kind = match command {
+            0 => MetaKind::Get,
+            1 => MetaKind::Set {
+                mode: match mode {
+                    b'S' => SetMode::Set,
+                    b'E' => SetMode::Add,
+                    b'A' => SetMode::Append,
+                    b'P' => SetMode::Prepend,
+                    _ => SetMode::Replace,
+                },
+                value_len,
+            },
+            2 => MetaKind::Delete,
+            _ => MetaKind::Arithmetic {
+                incr: matches!(mode, b'I' | b'+'),
+            },
+        };
+        let shown = String::from_utf8_lossy(&line);
+        assert_eq!(parsed.kind, expected_kind, "{shown}");
+        assert_eq!(parsed.options, asked.options, "{shown}");
+        assert_eq!(parsed.key.is_binary(), base64, "{shown}");
+        assert_eq!(parsed.key.raw(), &sent_key[..], "{shown}");
+        let mut buf = [0; KEY_MAX_LENGTH];
+        assert_eq!(parsed.key.decode(&mut buf), &key[..], "{shown}");
+        let flags: Vec<&[u8]> = parsed.flags().collect();
+        let sent: Vec<&[u8]> = asked.tokens.iter().map(Vec::as_slice).collect();
+        assert_eq!(flags, sent, "{shown}");
+    }
+}
+
+/// `command`, for a line that may carry a data block after it.
+fn command_of(line: &[u8]) -> MetaCommand<'_> {
+    match parse(line) {
+        Parse::Line {
+            command: Command::Meta(Request::Command(command)),
+            ..
+        } => command,
+        other => panic!("{}: {other:?}", String::from_utf8_lossy(line)),
+    }
+}
