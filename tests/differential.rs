@@ -1399,6 +1399,20 @@ fn stats_replies_are_well_formed() {
         "get a b c",
     );
 
+    // memcached counts a set whose data block is bad before it checks the block.
+    request(
+        &mut client,
+        b"set bad 0 0 1\r\nab\n",
+        b"CLIENT_ERROR bad data chunk\r\n",
+    );
+    let after_bad_chunk = stats_map(&mut client, "stats");
+    assert_moved(
+        &after_get,
+        &after_bad_chunk,
+        &[("cmd_set", 1)],
+        "a set with a bad data chunk",
+    );
+
     request(&mut client, b"delete a\r\n", b"DELETED\r\n");
     request(&mut client, b"delete a\r\n", b"NOT_FOUND\r\n");
     request(&mut client, b"incr b 5\r\n", b"7\r\n");
@@ -1409,7 +1423,7 @@ fn stats_replies_are_well_formed() {
     request(&mut client, b"touch zz 100\r\n", b"NOT_FOUND\r\n");
     let after_updates = stats_map(&mut client, "stats");
     assert_moved(
-        &after_get,
+        &after_bad_chunk,
         &after_updates,
         &[
             ("delete_hits", 1),

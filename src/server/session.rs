@@ -270,6 +270,8 @@ impl TextSession {
         let value = match text::data_block(body, header.value_len) {
             DataBlock::Incomplete => return None,
             DataBlock::BadChunk => {
+                // memcached counts the command before it checks the data.
+                bump(&self.counters().cmd_set);
                 answer(out, header.noreply, text::BAD_DATA_CHUNK);
                 return Some(wire_len);
             }
