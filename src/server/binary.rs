@@ -677,11 +677,7 @@ mod auth_tests {
     use std::sync::atomic::Ordering;
 
     fn sasl_session() -> BinarySession {
-        let settings = Settings {
-            threads: 1,
-            ..Settings::default()
-        };
-        let (mut ctx, _requests) = ServerContext::new(settings);
+        let mut ctx = ServerContext::for_tests();
         ctx.auth.sasl = Some(Credentials::parse(b"alice:secret\n").expect("well-formed"));
         BinarySession::new(Arc::new(ctx), 0)
     }

@@ -479,35 +479,7 @@ fn slab_class(size: usize, item_size_max: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-    use crate::reactor::{Session, TurnLimits};
-    use crate::server::session::TextSession;
-    use std::sync::Arc;
-
-    fn session() -> TextSession {
-        let settings = Settings {
-            threads: 1,
-            ..Settings::default()
-        };
-        let (ctx, _requests) = ServerContext::new(settings);
-        TextSession::new(Arc::new(ctx), 0)
-    }
-
-    /// Feeds `input` in pieces of `chunk` bytes, handing unconsumed bytes over again.
-    fn feed(session: &mut TextSession, input: &[u8], chunk: usize) -> Vec<u8> {
-        let limits = TurnLimits {
-            output_bytes: usize::MAX,
-            requests: usize::MAX,
-        };
-        let mut out = Vec::new();
-        let mut pending = Vec::new();
-        for piece in input.chunks(chunk) {
-            pending.extend_from_slice(piece);
-            let progress = session.on_input(&pending, &mut out, limits);
-            pending.drain(..progress.consumed);
-        }
-        out
-    }
+    use crate::server::session::tests::{feed, session};
 
     const SCRIPT: &[u8] = b"ms a 3 T0 F5 c\r\nabc\r\nmg a v f k Oo q\r\nmg none q v\r\n\
 ms YWJj 2 b k\r\nhi\r\nmg YWJj b k v\r\nma n N0 J9 v\r\nma n v\r\nmd a I\r\nmg a c\r\n\

@@ -132,6 +132,16 @@ impl ServerContext {
         (ctx, requests)
     }
 
+    /// A one-worker context with default settings, for session tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> ServerContext {
+        let settings = Settings {
+            threads: 1,
+            ..Settings::default()
+        };
+        ServerContext::new(settings).0
+    }
+
     /// Runs `flush_all` and, when it took effect at once, has the background
     /// thread give the memory back on its next tick.
     fn flush_all(&self, delay_secs: i64) {

@@ -475,27 +475,22 @@ impl TextSession {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::config::Settings;
 
     const NO_LIMITS: TurnLimits = TurnLimits {
         output_bytes: usize::MAX,
         requests: usize::MAX,
     };
 
-    fn session() -> TextSession {
-        let settings = Settings {
-            threads: 1,
-            ..Settings::default()
-        };
-        let (ctx, _requests) = ServerContext::new(settings);
+    pub(crate) fn session() -> TextSession {
+        let ctx = ServerContext::for_tests();
         TextSession::new(Arc::new(ctx), 0)
     }
 
     /// Feeds `input` in chunks of `chunk` bytes the way the reactor does:
     /// unconsumed bytes are handed over again with the next chunk.
-    fn feed(session: &mut TextSession, input: &[u8], chunk: usize) -> Vec<u8> {
+    pub(crate) fn feed(session: &mut TextSession, input: &[u8], chunk: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let mut pending = Vec::new();
         for piece in input.chunks(chunk) {
@@ -709,16 +704,11 @@ decr n 1\r\nappend a 0 0 2 noreply\r\nde\r\ngets a\r\nset big 0 0 2000000\r\n";
 #[cfg(test)]
 mod auth_tests {
     use super::*;
-    use crate::config::Settings;
     use crate::server::auth::Credentials;
     use std::sync::atomic::Ordering;
 
     fn locked_session() -> TextSession {
-        let settings = Settings {
-            threads: 1,
-            ..Settings::default()
-        };
-        let (mut ctx, _requests) = ServerContext::new(settings);
+        let mut ctx = ServerContext::for_tests();
         ctx.auth.text = Some(Credentials::parse(b"alice:secret\n").expect("well-formed"));
         TextSession::new(Arc::new(ctx), 0)
     }
