@@ -14,7 +14,7 @@ mod common;
 use common::{
     start_memcached_udp, start_rat_udp, udp_frame, udp_header, RawClient, Server, UdpClient,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long to wait for more datagrams after the last one of a reply.
 const QUIET: Duration = Duration::from_millis(300);
@@ -331,8 +331,21 @@ fn malformed_datagrams_are_dropped_and_the_server_goes_on() {
 #[test]
 fn udp_sockets_count_as_connections_and_traffic() {
     let (server, udp_port) = start_rat_udp(&["-t", "2"]);
-    // One UDP "connection" per worker thread, as memcached counts them, plus this client.
-    assert_eq!(stat(&server, "", "curr_connections"), "3");
+    // One UDP "connection" per worker thread, as memcached counts them, plus this
+    // client, once the connection that checked the server was up has been closed.
+    let mut observer = server.client();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let current = stat_in(&stats_reply(&mut observer, ""), "curr_connections");
+        if current == "3" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "curr_connections stays {current}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let conns = stats_reply(&mut server.client(), "conns");
     let udp_line = format!(":addr udp:127.0.0.1:{udp_port}\r\n");
     assert_eq!(conns.matches(&udp_line).count(), 2, "{conns}");
