@@ -203,14 +203,18 @@ impl<S: Session> UdpEndpoint<S> {
             let next = self.session.on_datagram(payload, write, unit_ends);
             self.entry.last_active.store(now, Ordering::Relaxed);
             frame_replies(request_id, write, unit_ends, |datagram| {
+                // Counted before sending (and taken back if the send fails),
+                // so a client that got the reply finds it in `stats`.
+                let len = datagram.len() as u64;
+                stats.bytes_written.fetch_add(len, Ordering::Relaxed);
                 match self.socket.send_to(datagram, peer) {
                     Ok(sent) => {
-                        stats
-                            .bytes_written
-                            .fetch_add(sent as u64, Ordering::Relaxed);
+                        let unsent = len - sent as u64;
+                        stats.bytes_written.fetch_sub(unsent, Ordering::Relaxed);
                         true
                     }
                     Err(e) => {
+                        stats.bytes_written.fetch_sub(len, Ordering::Relaxed);
                         log::debug!("UDP reply to {peer} dropped: {e}");
                         false
                     }

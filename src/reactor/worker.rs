@@ -468,18 +468,28 @@ impl InputBuf {
 
 /// Writes as much of `bytes` as the socket takes; 0 when it takes none now.
 fn send(socket: &mut Stream, bytes: &[u8], stats: &ReactorStats) -> io::Result<usize> {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        match socket.write(&bytes[sent..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    // Counted before the write, and what the socket refuses taken back after:
+    // a client that reads this reply and asks for `stats` at once must find
+    // it counted already.
     stats
         .bytes_written
-        .fetch_add(sent as u64, Ordering::Relaxed);
-    Ok(sent)
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let mut sent = 0;
+    let result = loop {
+        if sent == bytes.len() {
+            break Ok(sent);
+        }
+        match socket.write(&bytes[sent..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(sent),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    let unsent = (bytes.len() - sent) as u64;
+    if unsent > 0 {
+        stats.bytes_written.fetch_sub(unsent, Ordering::Relaxed);
+    }
+    result
 }
