@@ -30,6 +30,13 @@ use std::sync::Arc;
 pub struct BinarySession {
     ctx: Arc<ServerContext>,
     worker: usize,
+    state: Conversation,
+}
+
+/// What a binary connection remembers between requests. Kept apart from the
+/// shared context so a request can borrow both without touching the
+/// context's reference count.
+struct Conversation {
     /// Bytes still to throw away: a refused value, or what memcached skips
     /// after an unknown command.
     swallow: usize,
@@ -66,18 +73,73 @@ impl BinarySession {
         BinarySession {
             ctx,
             worker,
-            swallow: 0,
-            after_swallow: None,
-            flushed: false,
-            authenticated: ctx_has_no_sasl,
-            plain_pending: false,
+            state: Conversation {
+                swallow: 0,
+                after_swallow: None,
+                flushed: false,
+                authenticated: ctx_has_no_sasl,
+                plain_pending: false,
+            },
         }
     }
+}
 
+impl Conversation {
     /// An error reply; memcached sends these at once.
     fn fail(&mut self, out: &mut Vec<u8>, reply: Response, status: Status) {
         reply.error(out, status);
         self.flushed = true;
+    }
+
+    /// The miss of a get: quiet gets say nothing, getk and gatk return the
+    /// key, the others "Not found".
+    fn miss(&mut self, out: &mut Vec<u8>, reply: Response, quiet: bool, key: Option<&[u8]>) {
+        match (quiet, key) {
+            (true, _) => {}
+            (false, Some(key)) => reply.miss_with_key(out, key),
+            (false, None) => self.fail(out, reply, Status::KeyNotFound),
+        }
+    }
+
+    /// Refuses a value before it arrives: it is thrown away as it comes, and
+    /// answered once it has been.
+    fn refuse_value(
+        &mut self,
+        reply: Response,
+        status: Status,
+        head_len: usize,
+        value_len: usize,
+    ) -> Step {
+        self.swallow = value_len;
+        self.after_swallow = Some((reply, status));
+        Step::Consumed(head_len)
+    }
+
+    /// The reply to a storage command that was given its value.
+    fn stored(
+        &mut self,
+        out: &mut Vec<u8>,
+        reply: Response,
+        quiet: bool,
+        outcome: StoreOutcome,
+        new_cas: u64,
+        not_stored: Status,
+    ) {
+        match outcome {
+            StoreOutcome::Stored => {
+                if !quiet {
+                    reply.success(out, new_cas, b"", b"", b"");
+                }
+            }
+            StoreOutcome::Exists => self.fail(out, reply, Status::KeyExists),
+            StoreOutcome::NotFound => self.fail(out, reply, Status::KeyNotFound),
+            StoreOutcome::NotStored => self.fail(out, reply, not_stored),
+            // memcached refuses these while reading the value: it answers
+            // them as it answers a refused value, and (unlike the text
+            // protocol) counts them nowhere.
+            StoreOutcome::TooLarge => reply.error(out, Status::TooLarge),
+            StoreOutcome::NoMemory => reply.error(out, Status::OutOfMemory),
+        }
     }
 }
 
@@ -88,14 +150,14 @@ impl Session for BinarySession {
         // Replies before this mark count as sent (see the module docs).
         let mut sent = out.len();
         loop {
-            if self.swallow > 0 {
-                let n = self.swallow.min(input.len() - pos);
-                self.swallow -= n;
+            if self.state.swallow > 0 {
+                let n = self.state.swallow.min(input.len() - pos);
+                self.state.swallow -= n;
                 pos += n;
-                if self.swallow > 0 {
+                if self.state.swallow > 0 {
                     return need_input(pos, 0);
                 }
-                if let Some((reply, status)) = self.after_swallow.take() {
+                if let Some((reply, status)) = self.state.after_swallow.take() {
                     reply.error(out, status);
                 }
             }
@@ -118,7 +180,7 @@ impl Session for BinarySession {
             };
             requests += 1;
             let step = self.execute(request, out);
-            if std::mem::take(&mut self.flushed) {
+            if std::mem::take(&mut self.state.flushed) {
                 sent = out.len();
             }
             match step {
@@ -171,9 +233,9 @@ impl BinarySession {
         let cas = request.header.cas;
         let quiet = request.quiet;
         let len = request.len;
-        let ctx = Arc::clone(&self.ctx);
+        let ctx = &*self.ctx;
         let counters = &ctx.counters[self.worker];
-        if !self.authenticated && !may_run_unauthenticated(&request) {
+        if !self.state.authenticated && !may_run_unauthenticated(&request) {
             // memcached refuses before it looks further than the lengths.
             reply.error(out, Status::AuthError);
             return Step::Close(len);
@@ -195,7 +257,7 @@ impl BinarySession {
                     bump(&counters.get_hits);
                 } else {
                     bump(&counters.get_misses);
-                    self.miss(out, reply, quiet, with_key.then_some(key));
+                    self.state.miss(out, reply, quiet, with_key.then_some(key));
                 }
             }
             Command::GetAndTouch {
@@ -219,7 +281,7 @@ impl BinarySession {
                     bump(&counters.touch_hits);
                 } else {
                     bump(&counters.touch_misses);
-                    self.miss(out, reply, quiet, with_key.then_some(key));
+                    self.state.miss(out, reply, quiet, with_key.then_some(key));
                 }
             }
             Command::Touch { key, exptime } => {
@@ -232,7 +294,7 @@ impl BinarySession {
                     bump(&counters.touch_hits);
                 } else {
                     bump(&counters.touch_misses);
-                    self.fail(out, reply, Status::KeyNotFound);
+                    self.state.fail(out, reply, Status::KeyNotFound);
                 }
             }
             Command::Store {
@@ -253,7 +315,9 @@ impl BinarySession {
                         if kind == StoreKind::Set {
                             ctx.store.delete(key);
                         }
-                        return self.refuse_value(reply, Status::TooLarge, len, value_len);
+                        return self
+                            .state
+                            .refuse_value(reply, Status::TooLarge, len, value_len);
                     }
                 };
                 bump(&counters.cmd_set);
@@ -279,7 +343,8 @@ impl BinarySession {
                     StoreKind::Replace => Status::KeyNotFound,
                     StoreKind::Set => Status::NotStored,
                 };
-                self.stored(out, reply, quiet, outcome, new_cas, not_stored);
+                self.state
+                    .stored(out, reply, quiet, outcome, new_cas, not_stored);
                 return Step::Consumed(len);
             }
             Command::Concat { append, key, value } => {
@@ -289,7 +354,9 @@ impl BinarySession {
                         if ctx.store.item_fits(key.len(), 0, value_len) {
                             return Step::AwaitValue(len + value_len);
                         }
-                        return self.refuse_value(reply, Status::TooLarge, len, value_len);
+                        return self
+                            .state
+                            .refuse_value(reply, Status::TooLarge, len, value_len);
                     }
                 };
                 bump(&counters.cmd_set);
@@ -305,7 +372,8 @@ impl BinarySession {
                 let (outcome, new_cas) =
                     ctx.store
                         .store_with(mode, key, 0, Expiry::NEVER, value, options);
-                self.stored(out, reply, quiet, outcome, new_cas, Status::NotStored);
+                self.state
+                    .stored(out, reply, quiet, outcome, new_cas, Status::NotStored);
                 return Step::Consumed(len);
             }
             Command::Delete { key } => match ctx.store.delete_if_cas(key, cas) {
@@ -319,9 +387,9 @@ impl BinarySession {
                 }
                 DeleteOutcome::NotFound => {
                     bump(&counters.delete_misses);
-                    self.fail(out, reply, Status::KeyNotFound);
+                    self.state.fail(out, reply, Status::KeyNotFound);
                 }
-                DeleteOutcome::Exists => self.fail(out, reply, Status::KeyExists),
+                DeleteOutcome::Exists => self.state.fail(out, reply, Status::KeyExists),
             },
             Command::Delta {
                 incr,
@@ -354,11 +422,11 @@ impl BinarySession {
                     }
                     Err(DeltaError::NotFound) => {
                         bump(misses);
-                        self.fail(out, reply, Status::KeyNotFound);
+                        self.state.fail(out, reply, Status::KeyNotFound);
                     }
-                    Err(DeltaError::Exists) => self.fail(out, reply, Status::KeyExists),
-                    Err(DeltaError::NonNumeric) => self.fail(out, reply, Status::NonNumeric),
-                    Err(DeltaError::NoMemory) => self.fail(out, reply, Status::OutOfMemory),
+                    Err(DeltaError::Exists) => self.state.fail(out, reply, Status::KeyExists),
+                    Err(DeltaError::NonNumeric) => self.state.fail(out, reply, Status::NonNumeric),
+                    Err(DeltaError::NoMemory) => self.state.fail(out, reply, Status::OutOfMemory),
                 }
             }
             Command::Quit => {
@@ -370,7 +438,7 @@ impl BinarySession {
             Command::Flush { exptime } => {
                 bump(&counters.cmd_flush);
                 if !ctx.settings.flush_enabled {
-                    self.fail(out, reply, Status::AuthError);
+                    self.state.fail(out, reply, Status::AuthError);
                 } else {
                     ctx.flush_all(i64::from(exptime));
                     if !quiet {
@@ -380,16 +448,16 @@ impl BinarySession {
             }
             Command::Noop => {
                 reply.success(out, 0, b"", b"", b"");
-                self.flushed = true;
+                self.state.flushed = true;
             }
             Command::Version => reply.success(out, 0, b"", b"", ctx.version.as_bytes()),
             Command::Stat { group } => {
                 let mut sink = StatPackets { reply, out };
-                match stats::gather(&ctx, binary::stats_group(group), &mut sink) {
+                match stats::gather(ctx, binary::stats_group(group), &mut sink) {
                     Gathered::Listed | Gathered::Reset | Gathered::DetailSwitched => {}
                     Gathered::DetailDump => sink.stat("detailed", &"END\r\n"),
                     Gathered::DetailUsage | Gathered::Unknown => {
-                        self.fail(out, reply, Status::KeyNotFound);
+                        self.state.fail(out, reply, Status::KeyNotFound);
                         return Step::Consumed(len);
                     }
                 }
@@ -398,17 +466,17 @@ impl BinarySession {
             }
             Command::SaslListMechs => match ctx.auth.sasl {
                 Some(_) => reply.success(out, 0, b"", b"", auth::SASL_MECHANISMS.as_bytes()),
-                None => self.fail(out, reply, Status::UnknownCommand),
+                None => self.state.fail(out, reply, Status::UnknownCommand),
             },
             Command::SaslAuth {
                 step,
                 mechanism,
                 message,
             } => return self.sasl_auth(out, reply, len, step, mechanism, message),
-            Command::Unknown { swallow: 0 } => self.fail(out, reply, Status::UnknownCommand),
+            Command::Unknown { swallow: 0 } => self.state.fail(out, reply, Status::UnknownCommand),
             Command::Unknown { swallow } => {
-                self.swallow = swallow;
-                self.after_swallow = Some((reply, Status::UnknownCommand));
+                self.state.swallow = swallow;
+                self.state.after_swallow = Some((reply, Status::UnknownCommand));
             }
             Command::Refused { status } => {
                 reply.error(out, status);
@@ -416,16 +484,6 @@ impl BinarySession {
             }
         }
         Step::Consumed(len)
-    }
-
-    /// The miss of a get: quiet gets say nothing, getk and gatk return the
-    /// key, the others "Not found".
-    fn miss(&mut self, out: &mut Vec<u8>, reply: Response, quiet: bool, key: Option<&[u8]>) {
-        match (quiet, key) {
-            (true, _) => {}
-            (false, Some(key)) => reply.miss_with_key(out, key),
-            (false, None) => self.fail(out, reply, Status::KeyNotFound),
-        }
     }
 
     /// SASL auth and step, answered as memcached answers them with Cyrus
@@ -443,18 +501,22 @@ impl BinarySession {
             Body::Complete(message) => (len - message.len(), message.len()),
             Body::Pending { len: message_len } => (len, message_len),
         };
-        let ctx = Arc::clone(&self.ctx);
+        let ctx = &*self.ctx;
         let Some(credentials) = &ctx.auth.sasl else {
             // With SASL off memcached knows these no better than an unknown
             // opcode, and skips what follows the key.
             if message_len == 0 {
-                self.fail(out, reply, Status::UnknownCommand);
+                self.state.fail(out, reply, Status::UnknownCommand);
                 return Step::Consumed(head_len);
             }
-            return self.refuse_value(reply, Status::UnknownCommand, head_len, message_len);
+            return self
+                .state
+                .refuse_value(reply, Status::UnknownCommand, head_len, message_len);
         };
         if mechanism.len() > auth::MAX_SASL_MECHANISM_LEN {
-            return self.refuse_value(reply, Status::InvalidArguments, head_len, message_len);
+            return self
+                .state
+                .refuse_value(reply, Status::InvalidArguments, head_len, message_len);
         }
         let message = match message {
             Body::Complete(message) => message,
@@ -463,68 +525,29 @@ impl BinarySession {
                 if ctx.store.item_fits(mechanism.len(), 0, message_len + 2) {
                     return Step::AwaitValue(len + message_len);
                 }
-                return self.refuse_value(reply, Status::OutOfMemory, head_len, message_len);
+                return self
+                    .state
+                    .refuse_value(reply, Status::OutOfMemory, head_len, message_len);
             }
         };
         let counters = &ctx.counters[self.worker];
-        let plain_pending = std::mem::take(&mut self.plain_pending);
+        let plain_pending = std::mem::take(&mut self.state.plain_pending);
         if !step && message.is_empty() && mechanism.eq_ignore_ascii_case(b"PLAIN") {
             // PLAIN without an initial response: an empty challenge.
-            self.plain_pending = true;
+            self.state.plain_pending = true;
             reply.error(out, Status::AuthContinue);
-            self.flushed = true;
+            self.state.flushed = true;
             return Step::Consumed(len);
         }
         bump(&counters.auth_cmds);
         if (!step || plain_pending) && auth::sasl_plain(mechanism, message, credentials) {
-            self.authenticated = true;
+            self.state.authenticated = true;
             reply.success(out, 0, b"", b"", b"Authenticated");
         } else {
             bump(&counters.auth_errors);
-            self.fail(out, reply, Status::AuthError);
+            self.state.fail(out, reply, Status::AuthError);
         }
         Step::Consumed(len)
-    }
-
-    /// Refuses a value before it arrives: it is thrown away as it comes, and
-    /// answered once it has been.
-    fn refuse_value(
-        &mut self,
-        reply: Response,
-        status: Status,
-        head_len: usize,
-        value_len: usize,
-    ) -> Step {
-        self.swallow = value_len;
-        self.after_swallow = Some((reply, status));
-        Step::Consumed(head_len)
-    }
-
-    /// The reply to a storage command that was given its value.
-    fn stored(
-        &mut self,
-        out: &mut Vec<u8>,
-        reply: Response,
-        quiet: bool,
-        outcome: StoreOutcome,
-        new_cas: u64,
-        not_stored: Status,
-    ) {
-        match outcome {
-            StoreOutcome::Stored => {
-                if !quiet {
-                    reply.success(out, new_cas, b"", b"", b"");
-                }
-            }
-            StoreOutcome::Exists => self.fail(out, reply, Status::KeyExists),
-            StoreOutcome::NotFound => self.fail(out, reply, Status::KeyNotFound),
-            StoreOutcome::NotStored => self.fail(out, reply, not_stored),
-            // memcached refuses these while reading the value: it answers
-            // them as it answers a refused value, and (unlike the text
-            // protocol) counts them nowhere.
-            StoreOutcome::TooLarge => reply.error(out, Status::TooLarge),
-            StoreOutcome::NoMemory => reply.error(out, Status::OutOfMemory),
-        }
     }
 }
 
