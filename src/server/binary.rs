@@ -14,7 +14,7 @@
 //! (`sent`) and drops what lies beyond it when it meets a wrong magic byte.
 
 use super::auth;
-use super::counters::{bump, count_cas};
+use super::counters::{bump, count_cas, count_fetch};
 use super::stats::{self, Gathered, StatSink};
 use super::ServerContext;
 use crate::protocol::binary::{
@@ -242,7 +242,6 @@ impl BinarySession {
         }
         match request.command {
             Command::Get { key, with_key } => {
-                bump(&counters.cmd_get);
                 let hit = ctx.store.get(key, |item| {
                     let shown_key = if with_key { item.key } else { b"" };
                     reply.success(
@@ -253,10 +252,8 @@ impl BinarySession {
                         item.value,
                     );
                 });
-                if hit.is_some() {
-                    bump(&counters.get_hits);
-                } else {
-                    bump(&counters.get_misses);
+                count_fetch(counters, false, hit.is_some());
+                if hit.is_none() {
                     self.state.miss(out, reply, quiet, with_key.then_some(key));
                 }
             }
@@ -265,7 +262,6 @@ impl BinarySession {
                 exptime,
                 with_key,
             } => {
-                bump(&counters.cmd_touch);
                 let expiry = Expiry::from_memcached(i64::from(exptime));
                 let hit = ctx.store.get_and_touch(key, expiry, |item| {
                     let shown_key = if with_key { item.key } else { b"" };
@@ -277,15 +273,12 @@ impl BinarySession {
                         item.value,
                     );
                 });
-                if hit.is_some() {
-                    bump(&counters.touch_hits);
-                } else {
-                    bump(&counters.touch_misses);
+                count_fetch(counters, true, hit.is_some());
+                if hit.is_none() {
                     self.state.miss(out, reply, quiet, with_key.then_some(key));
                 }
             }
             Command::Touch { key, exptime } => {
-                bump(&counters.cmd_touch);
                 let expiry = Expiry::from_memcached(i64::from(exptime));
                 let hit = ctx.store.get_and_touch(key, expiry, |item| {
                     reply.success(out, item.cas, &item.flags.to_be_bytes(), b"", b"");

@@ -76,6 +76,22 @@ pub fn count_cas(counters: &WorkerCounters, outcome: StoreOutcome) {
     }
 }
 
+/// Counts one key of a retrieval: a get, or a get-and-touch (which memcached
+/// counts among touches, not gets).
+pub fn count_fetch(counters: &WorkerCounters, touch: bool, hit: bool) {
+    let (command, hits, misses) = if touch {
+        (
+            &counters.cmd_touch,
+            &counters.touch_hits,
+            &counters.touch_misses,
+        )
+    } else {
+        (&counters.cmd_get, &counters.get_hits, &counters.get_misses)
+    };
+    bump(command);
+    bump(if hit { hits } else { misses });
+}
+
 /// Sums every worker's counters.
 pub fn total(workers: &[WorkerCounters]) -> CounterTotals {
     let mut totals = CounterTotals::default();

@@ -11,7 +11,7 @@
 //! multi-key `get`, whose `END` goes with the last key's.
 
 use super::auth::{self, TextStep};
-use super::counters::{bump, count_cas, WorkerCounters};
+use super::counters::{bump, count_cas, count_fetch, WorkerCounters};
 use super::meta::{self, MetaStep};
 use super::stats;
 use super::ServerContext;
@@ -451,24 +451,7 @@ impl TextSession {
             } else {
                 ctx.store.get(key, write).is_some()
             };
-            match (touch, hit) {
-                (false, true) => {
-                    bump(&counters.cmd_get);
-                    bump(&counters.get_hits);
-                }
-                (false, false) => {
-                    bump(&counters.cmd_get);
-                    bump(&counters.get_misses);
-                }
-                (true, true) => {
-                    bump(&counters.cmd_touch);
-                    bump(&counters.touch_hits);
-                }
-                (true, false) => {
-                    bump(&counters.cmd_touch);
-                    bump(&counters.touch_misses);
-                }
-            }
+            count_fetch(counters, touch, hit);
         }
         reply::end(out);
     }
