@@ -15,7 +15,7 @@
 //! a touch), `ms` as a set, `md` and `ma` as delete and incr/decr, and `cmd_meta` counts
 //! only `me`.
 
-use super::counters::{bump, count_cas, WorkerCounters};
+use super::counters::{bump, count_cas, count_fetch, WorkerCounters};
 use super::ServerContext;
 use crate::ascii::{format_u64, MAX_DIGITS};
 use crate::protocol::meta::{self, Key, KeyBuf, MetaCommand, MetaKind, Request, SetMode};
@@ -183,18 +183,10 @@ fn get(
     );
     match found {
         Some(false) => fail(out, start, meta::OPAQUE_TOO_LONG),
-        Some(true) => {
-            if touched {
-                bump(&counters.cmd_touch);
-                bump(&counters.touch_hits);
-            } else {
-                bump(&counters.cmd_get);
-                bump(&counters.get_hits);
-            }
-        }
+        Some(true) => count_fetch(counters, touched, true),
         None => {
-            bump(&counters.cmd_get);
-            bump(&counters.get_misses);
+            // memcached counts a miss as a get even when `T` asked for a touch.
+            count_fetch(counters, false, false);
             meta::code(out, b"EN");
             if !echo_without_item(command, key, out) {
                 fail(out, start, meta::OPAQUE_TOO_LONG);
