@@ -22,7 +22,8 @@ use crate::protocol::binary::{
 };
 use crate::reactor::{Next, Progress, Session, TurnLimits};
 use crate::store::{
-    DeleteOutcome, DeltaError, DeltaRequest, Expiry, StoreMode, StoreOptions, StoreOutcome,
+    DeleteOutcome, DeltaError, DeltaRequest, Expiry, ItemView, StoreMode, StoreOptions,
+    StoreOutcome,
 };
 use std::fmt::Display;
 use std::sync::Arc;
@@ -211,6 +212,18 @@ fn need_input(consumed: usize, wanted: usize) -> Progress {
     }
 }
 
+/// The reply to a get hit: flags as extras, the key when asked for.
+fn reply_item(reply: Response, out: &mut Vec<u8>, item: ItemView<'_>, with_key: bool) {
+    let shown_key = if with_key { item.key } else { b"" };
+    reply.success(
+        out,
+        item.cas,
+        &item.flags.to_be_bytes(),
+        shown_key,
+        item.value,
+    );
+}
+
 fn stop(consumed: usize, next: Next) -> Progress {
     Progress { consumed, next }
 }
@@ -242,16 +255,9 @@ impl BinarySession {
         }
         match request.command {
             Command::Get { key, with_key } => {
-                let hit = ctx.store.get(key, |item| {
-                    let shown_key = if with_key { item.key } else { b"" };
-                    reply.success(
-                        out,
-                        item.cas,
-                        &item.flags.to_be_bytes(),
-                        shown_key,
-                        item.value,
-                    );
-                });
+                let hit = ctx
+                    .store
+                    .get(key, |item| reply_item(reply, out, item, with_key));
                 count_fetch(counters, false, hit.is_some());
                 if hit.is_none() {
                     self.state.miss(out, reply, quiet, with_key.then_some(key));
@@ -263,16 +269,9 @@ impl BinarySession {
                 with_key,
             } => {
                 let expiry = Expiry::from_memcached(i64::from(exptime));
-                let hit = ctx.store.get_and_touch(key, expiry, |item| {
-                    let shown_key = if with_key { item.key } else { b"" };
-                    reply.success(
-                        out,
-                        item.cas,
-                        &item.flags.to_be_bytes(),
-                        shown_key,
-                        item.value,
-                    );
-                });
+                let hit = ctx
+                    .store
+                    .get_and_touch(key, expiry, |item| reply_item(reply, out, item, with_key));
                 count_fetch(counters, true, hit.is_some());
                 if hit.is_none() {
                     self.state.miss(out, reply, quiet, with_key.then_some(key));
