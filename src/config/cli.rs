@@ -1,5 +1,6 @@
-//! The command line: memcached 1.6's flags, plus `--bind`, `--config`, `--help` and
-//! `--version`.
+//! The command line: memcached 1.6's flags, plus `--bind`, `--config`, `--help`,
+//! `--version` and the flags of the persistent L2 tier (`--data-dir` and the few settings
+//! worth changing without editing a file).
 //!
 //! Parsing happens in two steps. memcached reads its flags with getopt, which allows
 //! clusters (`-vv`, `-dA`), values glued to the letter (`-p11211`) and long options
@@ -11,6 +12,7 @@
 //!
 //! The [`FLAGS`] table lists every spelling memcached 1.6.18 accepts; each entry has an
 //! [`Opt`] that `apply` matches exhaustively, so a flag cannot be listed and forgotten.
+//! Flags memcached does not have are long-only, so they cannot collide with a letter.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,8 +23,9 @@ use super::builder::{SettingsBuilder, Sourced};
 use super::file;
 use super::units::{self, HostPort};
 use super::{
-    default_threads, CliAction, ConfigError, ProtocolMode, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MEMORY_MB, DEFAULT_PORT, DEFAULT_REQS_PER_EVENT,
+    default_threads, CliAction, ConfigError, ProtocolMode, DEFAULT_L2_COMPRESSION_THRESHOLD,
+    DEFAULT_L2_FLUSH_INTERVAL_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DISK_SIZE_MB,
+    DEFAULT_MEMORY_MB, DEFAULT_PORT, DEFAULT_REQS_PER_EVENT, MAX_L2_FLUSH_INTERVAL_MS,
 };
 
 /// The environment variable naming SASL's password file, as for memcached's
@@ -71,6 +74,13 @@ enum Opt {
     NapiIds,
     Bind,
     Config,
+    DataDir,
+    MaxDiskSize,
+    L2FlushMs,
+    SyncWrites,
+    ClearOnStartup,
+    NoWarmup,
+    NoL2Compression,
 }
 
 /// How a flag is spelt: its canonical key (the short form when there is one) and its
@@ -168,6 +178,13 @@ const FLAGS: &[Flag] = &[
     Flag::value(Opt::NapiIds, "-N", &["napi-ids"]),
     Flag::value(Opt::Bind, "--bind", &[]),
     Flag::value(Opt::Config, "--config", &[]),
+    Flag::value(Opt::DataDir, "--data-dir", &[]),
+    Flag::value(Opt::MaxDiskSize, "--max-disk-size", &[]),
+    Flag::value(Opt::L2FlushMs, "--l2-flush-ms", &[]),
+    Flag::switch(Opt::SyncWrites, "--sync-writes", &[]),
+    Flag::switch(Opt::ClearOnStartup, "--clear-on-startup", &[]),
+    Flag::switch(Opt::NoWarmup, "--no-warmup", &[]),
+    Flag::switch(Opt::NoL2Compression, "--no-l2-compression", &[]),
 ];
 
 /// `-o` sub-options of memcached 1.6.18 that require a value.
@@ -533,6 +550,26 @@ fn apply(
                 extended_options(builder, value)?;
             }
         }
+        Opt::DataDir => settings.l2.data_dir = Some(PathBuf::from(last)),
+        Opt::MaxDiskSize => {
+            let megabytes = units::parse_megabytes(last).ok_or_else(|| {
+                ConfigError::new(format!("{key}: expected megabytes, got '{last}'"))
+            })?;
+            settings.l2.max_disk_size_mb = units::check_megabytes(megabytes)
+                .map_err(|problem| ConfigError::new(format!("{key} {last}: {problem}")))?;
+        }
+        Opt::L2FlushMs => {
+            settings.l2.flush_interval_ms = units::parse_flush_interval(last).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{key}: expected {}, got '{last}'",
+                    units::FLUSH_INTERVAL_SYNTAX
+                ))
+            })?
+        }
+        Opt::SyncWrites => settings.l2.sync_writes = true,
+        Opt::ClearOnStartup => settings.l2.clear_on_startup = true,
+        Opt::NoWarmup => settings.l2.warmup = false,
+        Opt::NoL2Compression => settings.l2.enable_compression = false,
     }
     Ok(())
 }
@@ -596,8 +633,8 @@ Usage: rat_memcached [FLAGS]
 
 With no flags it serves the memcached protocols on 127.0.0.1:{port} with {memory} MB of
 item memory, {conns} connections, a 1 MB item limit and one worker thread per CPU
-core. The persistent L2 tier (melange_db) is off: it is not built yet, and a
-[melange_db] data_dir in the config file is ignored with a warning.
+core. The persistent L2 tier (melange_db on disk) is off by default; --data-dir or
+[melange_db] data_dir in the config file turns it on.
 
 Listening:
   -p, --port=<num>              TCP port (default: {port}; 0 lets the system choose)
@@ -626,6 +663,21 @@ Behaviour:
   -t, --threads=<num>           worker threads (default: number of CPU cores, {threads} here)
   -R, --max-reqs-per-event=<num> requests served per connection before serving
                                 others (default: {reqs})
+
+Persistence (L2 on melange_db):
+      --data-dir=<dir>          keep a copy of the cache in a melange_db database in
+                                <dir>, so it survives restarts (turns the L2 tier on)
+      --max-disk-size=<mb>      disk budget of the database in megabytes
+                                (default: {disk})
+      --l2-flush-ms=<ms>        fsync written data every <ms> milliseconds, 1-{flush_max}:
+                                the most a crash can lose (default: {flush})
+      --sync-writes             fsync every write before acknowledging it
+                                (default: off, writes are flushed every --l2-flush-ms)
+      --clear-on-startup        empty the database at startup (default: off)
+      --no-warmup               do not load memory from the database at startup
+                                (default: loaded in the background)
+      --no-l2-compression       store values uncompressed (default: LZ4 for values of
+                                {threshold} bytes or more)
 
 Authentication (off by default):
   -Y, --auth-file=<file>        text clients must authenticate first: a set whose value
@@ -660,8 +712,9 @@ Config file (TOML, every key optional; unknown keys and bad values are errors):
                  flush_enabled, cas_enabled, protocol, auth_file
   [cache]        max_memory_mb, max_entries, eviction_strategy (\"lru\"; \"lfu\", \"fifo\"
                  and \"hybrid\" are not available yet), evictions
-  [melange_db]   data_dir, max_disk_size_mb, enable_compression (kept, but the
-                 persistent tier is not built yet)
+  [melange_db]   data_dir (turns the L2 tier on), max_disk_size_mb, enable_compression,
+                 compression_threshold, flush_interval_ms, batch_size, queue_max_mb,
+                 sync_writes, clear_on_startup, warmup, cache_mb
   [ttl]          default_ttl_seconds (for items stored with exptime 0; 0 = never),
                  cleanup_interval_seconds
   [performance]  worker_threads, reqs_per_event, enable_async (no effect)
@@ -673,6 +726,10 @@ Commented examples: etc/rat_memcached.toml and the presets next to it in etc/.
         conns = DEFAULT_MAX_CONNECTIONS,
         reqs = DEFAULT_REQS_PER_EVENT,
         threads = default_threads(),
+        disk = DEFAULT_MAX_DISK_SIZE_MB,
+        flush = DEFAULT_L2_FLUSH_INTERVAL_MS,
+        flush_max = MAX_L2_FLUSH_INTERVAL_MS,
+        threshold = DEFAULT_L2_COMPRESSION_THRESHOLD,
     )
 }
 
@@ -700,7 +757,7 @@ License version 3 and the GNU General Public License version 3 it incorporates.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::config::{L2Settings, Settings};
     use std::net::SocketAddr;
 
     fn parse(args: &[&str]) -> Result<CliAction, ConfigError> {
@@ -745,6 +802,19 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
         }
+    }
+
+    fn is_l2_flag(opt: Opt) -> bool {
+        matches!(
+            opt,
+            Opt::DataDir
+                | Opt::MaxDiskSize
+                | Opt::L2FlushMs
+                | Opt::SyncWrites
+                | Opt::ClearOnStartup
+                | Opt::NoWarmup
+                | Opt::NoL2Compression
+        )
     }
 
     #[test]
@@ -1009,6 +1079,203 @@ mod tests {
     }
 
     #[test]
+    fn persistence_flags_set_the_l2_settings() {
+        assert_eq!(run(&[]).l2, L2Settings::default());
+        let settings = run(&[
+            "--data-dir",
+            "/var/lib/rat",
+            "--max-disk-size=2048",
+            "--l2-flush-ms",
+            "250",
+            "--sync-writes",
+            "--clear-on-startup",
+            "--no-warmup",
+            "--no-l2-compression",
+        ]);
+        assert_eq!(
+            settings.l2,
+            L2Settings {
+                data_dir: Some(PathBuf::from("/var/lib/rat")),
+                max_disk_size_mb: 2048,
+                enable_compression: false,
+                flush_interval_ms: 250,
+                sync_writes: true,
+                clear_on_startup: true,
+                warmup: false,
+                ..L2Settings::default()
+            }
+        );
+        assert!(settings.notices.is_empty());
+        // Nothing outside the tier changed.
+        assert_eq!(
+            Settings {
+                l2: L2Settings::default(),
+                ..settings
+            },
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn each_persistence_flag_sets_only_its_field() {
+        let l2 = |args: &[&str]| run(args).l2;
+        let default = L2Settings::default;
+        assert_eq!(
+            l2(&["--data-dir=data"]),
+            L2Settings {
+                data_dir: Some(PathBuf::from("data")),
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2(&["--max-disk-size", "1"]),
+            L2Settings {
+                max_disk_size_mb: 1,
+                ..default()
+            }
+        );
+        // Like -m, a trailing m is read as megabytes.
+        assert_eq!(l2(&["--max-disk-size=500m"]).max_disk_size_mb, 500);
+        assert_eq!(
+            l2(&["--l2-flush-ms=1"]),
+            L2Settings {
+                flush_interval_ms: 1,
+                ..default()
+            }
+        );
+        assert_eq!(l2(&["--l2-flush-ms=60000"]).flush_interval_ms, 60_000);
+        assert_eq!(
+            l2(&["--sync-writes"]),
+            L2Settings {
+                sync_writes: true,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2(&["--clear-on-startup"]),
+            L2Settings {
+                clear_on_startup: true,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2(&["--no-warmup"]),
+            L2Settings {
+                warmup: false,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2(&["--no-l2-compression"]),
+            L2Settings {
+                enable_compression: false,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2(&["--data-dir", "a", "--data-dir=b"]).data_dir,
+            Some(PathBuf::from("b"))
+        );
+    }
+
+    #[test]
+    fn bad_persistence_flag_values_are_named() {
+        let largest = (usize::MAX / units::MEGABYTE) as u64;
+        let too_large = (largest + 1).to_string();
+        let too_large_message = format!(
+            "--max-disk-size {too_large}: {too_large} megabytes do not fit in this \
+             machine's address space"
+        );
+        let cases: &[(&[&str], &str)] = &[
+            (&["--data-dir"], "--data-dir: missing value"),
+            (&["--data-dir="], "--data-dir: missing value"),
+            (
+                &["--max-disk-size=0"],
+                "--max-disk-size: expected megabytes, got '0'",
+            ),
+            (
+                &["--max-disk-size", "1g"],
+                "--max-disk-size: expected megabytes, got '1g'",
+            ),
+            (
+                &["--max-disk-size", "-5"],
+                "--max-disk-size: expected megabytes, got '-5'",
+            ),
+            (&["--max-disk-size", &too_large], &too_large_message),
+            (
+                &["--l2-flush-ms=0"],
+                "--l2-flush-ms: expected a number of milliseconds 1-60000, got '0'",
+            ),
+            (
+                &["--l2-flush-ms=60001"],
+                "--l2-flush-ms: expected a number of milliseconds 1-60000, got '60001'",
+            ),
+            (
+                &["--l2-flush-ms", "fast"],
+                "--l2-flush-ms: expected a number of milliseconds 1-60000, got 'fast'",
+            ),
+            (&["--l2-flush-ms"], "--l2-flush-ms: missing value"),
+            (&["--sync-writes=yes"], "--sync-writes: takes no value"),
+            (&["--no-warmup=1"], "--no-warmup: takes no value"),
+            (
+                &["--warmup"],
+                "unknown flag '--warmup'; run 'rat_memcached --help' for the list of flags",
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(error(args), *expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn persistence_flags_override_the_config_file() {
+        let config = TempConfig::new(
+            "l2",
+            "[melange_db]\ndata_dir = \"/srv/from-file\"\nmax_disk_size_mb = 100\n\
+             enable_compression = true\nflush_interval_ms = 1000\nsync_writes = false\n\
+             clear_on_startup = false\nwarmup = true\nbatch_size = 16\n",
+        );
+        let from_file = run(&["--config", config.path()]);
+        assert_eq!(
+            from_file.l2,
+            L2Settings {
+                data_dir: Some(PathBuf::from("/srv/from-file")),
+                max_disk_size_mb: 100,
+                flush_interval_ms: 1000,
+                batch_size: 16,
+                ..L2Settings::default()
+            }
+        );
+
+        let overridden = run(&[
+            "--data-dir=/srv/from-flag",
+            "--config",
+            config.path(),
+            "--max-disk-size=200",
+            "--l2-flush-ms=5",
+            "--sync-writes",
+            "--clear-on-startup",
+            "--no-warmup",
+            "--no-l2-compression",
+        ]);
+        assert_eq!(
+            overridden.l2,
+            L2Settings {
+                data_dir: Some(PathBuf::from("/srv/from-flag")),
+                max_disk_size_mb: 200,
+                enable_compression: false,
+                flush_interval_ms: 5,
+                sync_writes: true,
+                clear_on_startup: true,
+                warmup: false,
+                // No flag sets it, so the file's value stays.
+                batch_size: 16,
+                ..L2Settings::default()
+            }
+        );
+    }
+
+    #[test]
     fn tls_is_refused() {
         assert!(error(&["--enable-ssl"]).starts_with("-Z: TLS is not available yet"));
     }
@@ -1155,7 +1422,30 @@ mod tests {
         assert_eq!(parse(&["-h"]).unwrap(), CliAction::Help(help.clone()));
         assert!(help.contains("127.0.0.1:11211"));
         assert!(help.contains("64 MB"));
-        assert!(help.contains("L2 tier (melange_db) is off"));
+        assert!(help.contains(
+            "The persistent L2 tier (melange_db on disk) is off by default; --data-dir or\n\
+             [melange_db] data_dir in the config file turns it on."
+        ));
+        assert!(!help.contains("not built yet"));
+        let persistence = help
+            .split_once("Persistence (L2 on melange_db):\n")
+            .map(|(_, rest)| rest.split("\n\n").next().unwrap_or_default())
+            .expect("--help has a persistence group");
+        for flag in FLAGS.iter().filter(|flag| is_l2_flag(flag.opt)) {
+            assert!(
+                persistence.contains(&format!("      {}", flag.key)),
+                "{} is not in the persistence group",
+                flag.key
+            );
+        }
+        for default in [
+            format!("(default: {DEFAULT_MAX_DISK_SIZE_MB})"),
+            format!("1-{MAX_L2_FLUSH_INTERVAL_MS}:"),
+            format!("(default: {DEFAULT_L2_FLUSH_INTERVAL_MS})"),
+            format!("{DEFAULT_L2_COMPRESSION_THRESHOLD} bytes or more"),
+        ] {
+            assert!(persistence.contains(&default), "{default} in {persistence}");
+        }
         assert!(help.contains("etc/rat_memcached.toml"));
         for flag in FLAGS {
             let key = flag.key;

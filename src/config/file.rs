@@ -9,13 +9,17 @@
 //!                # enable_shutdown, flush_enabled, cas_enabled, protocol,
 //!                # auth_file
 //! [cache]        # max_memory_mb, max_entries, eviction_strategy, evictions
-//! [melange_db]   # data_dir, max_disk_size_mb, enable_compression
+//! [melange_db]   # data_dir, max_disk_size_mb, enable_compression,
+//!                # compression_threshold, flush_interval_ms, batch_size,
+//!                # queue_max_mb, sync_writes, clear_on_startup, warmup, cache_mb
 //! [ttl]          # default_ttl_seconds, cleanup_interval_seconds
 //! [performance]  # worker_threads, reqs_per_event, enable_async
 //! ```
 //!
-//! Every section and key is optional; an absent key keeps its default. The schema below
-//! is a set of serde structs with `deny_unknown_fields`, filled through
+//! Every section and key is optional; an absent key keeps its default. `[melange_db]`
+//! configures the persistent L2 tier, which runs once `data_dir` names its directory.
+//!
+//! The schema below is a set of serde structs with `deny_unknown_fields`, filled through
 //! [`super::toml_value`] so that a misspelt key or a bad value is reported in one line
 //! naming the section and key. Field types that need a friendlier message than serde's
 //! primitive types give (`expected u64`) are small newtypes with their own visitors.
@@ -29,7 +33,7 @@ use serde::Deserialize;
 use super::builder::{SettingsBuilder, Sourced};
 use super::toml_value::Located;
 use super::units;
-use super::{ConfigError, EvictionStrategy, ProtocolMode, Settings};
+use super::{ConfigError, EvictionStrategy, ProtocolMode, Settings, MAX_L2_FLUSH_INTERVAL_MS};
 
 /// Reads `path` and returns the settings it describes on top of the defaults.
 pub fn load_config_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -125,6 +129,14 @@ struct MelangeDbSection {
     data_dir: Option<String>,
     max_disk_size_mb: Option<Positive>,
     enable_compression: Option<bool>,
+    compression_threshold: Option<NonNegative>,
+    flush_interval_ms: Option<FlushInterval>,
+    batch_size: Option<Positive>,
+    queue_max_mb: Option<Positive>,
+    sync_writes: Option<bool>,
+    clear_on_startup: Option<bool>,
+    warmup: Option<bool>,
+    cache_mb: Option<Positive>,
 }
 
 #[derive(Deserialize)]
@@ -248,23 +260,45 @@ impl CacheSection {
 
 impl MelangeDbSection {
     fn apply(self, builder: &mut SettingsBuilder, source: &str) -> Result<(), ConfigError> {
+        let l2 = &mut builder.settings.l2;
         if let Some(data_dir) = self.data_dir {
             if data_dir.is_empty() {
                 return Err(ConfigError::new(format!(
                     "{source}: [melange_db] data_dir: expected a directory path, got an empty string"
                 )));
             }
-            builder.notice(format!(
-                "{source}: [melange_db] data_dir = \"{data_dir}\" is ignored: the persistent L2 \
-                 tier is not built yet, the cache is memory-only"
-            ));
-            builder.settings.l2.data_dir = Some(PathBuf::from(data_dir));
+            l2.data_dir = Some(PathBuf::from(data_dir));
         }
         if let Some(Positive(megabytes)) = self.max_disk_size_mb {
-            builder.settings.l2.max_disk_size_mb = megabytes;
+            l2.max_disk_size_mb = to_megabytes(megabytes, source, "[melange_db] max_disk_size_mb")?;
         }
         if let Some(enabled) = self.enable_compression {
-            builder.settings.l2.enable_compression = enabled;
+            l2.enable_compression = enabled;
+        }
+        if let Some(NonNegative(bytes)) = self.compression_threshold {
+            l2.compression_threshold =
+                to_usize(bytes, source, "[melange_db] compression_threshold")?;
+        }
+        if let Some(FlushInterval(milliseconds)) = self.flush_interval_ms {
+            l2.flush_interval_ms = milliseconds;
+        }
+        if let Some(Positive(writes)) = self.batch_size {
+            l2.batch_size = to_usize(writes, source, "[melange_db] batch_size")?;
+        }
+        if let Some(Positive(megabytes)) = self.queue_max_mb {
+            l2.queue_max_mb = to_megabytes(megabytes, source, "[melange_db] queue_max_mb")?;
+        }
+        if let Some(enabled) = self.sync_writes {
+            l2.sync_writes = enabled;
+        }
+        if let Some(enabled) = self.clear_on_startup {
+            l2.clear_on_startup = enabled;
+        }
+        if let Some(enabled) = self.warmup {
+            l2.warmup = enabled;
+        }
+        if let Some(Positive(megabytes)) = self.cache_mb {
+            l2.cache_mb = to_megabytes(megabytes, source, "[melange_db] cache_mb")?;
         }
         Ok(())
     }
@@ -311,6 +345,11 @@ fn to_usize(value: u64, source: &str, key: &str) -> Result<usize, ConfigError> {
             "{source}: {key}: {value} is too large for this machine"
         ))
     })
+}
+
+fn to_megabytes(megabytes: u64, source: &str, key: &str) -> Result<u64, ConfigError> {
+    units::check_megabytes(megabytes)
+        .map_err(|problem| ConfigError::new(format!("{source}: {key}: {problem}")))
 }
 
 fn to_u32(value: u64, source: &str, key: &str) -> Result<u32, ConfigError> {
@@ -379,6 +418,21 @@ impl<'de> Deserialize<'de> for NonNegative {
                 max: u64::MAX,
             })
             .map(NonNegative)
+    }
+}
+
+/// The persistent tier's flush interval in milliseconds, 1 to [`MAX_L2_FLUSH_INTERVAL_MS`].
+struct FlushInterval(u64);
+
+impl<'de> Deserialize<'de> for FlushInterval {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_u64(IntegerVisitor {
+                expecting: units::FLUSH_INTERVAL_SYNTAX,
+                min: 1,
+                max: MAX_L2_FLUSH_INTERVAL_MS,
+            })
+            .map(FlushInterval)
     }
 }
 
@@ -479,6 +533,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::L2Settings;
     use std::net::SocketAddr;
 
     /// The form the product specification requires to load, with every key set.
@@ -521,16 +576,107 @@ enable_async = true
         assert_eq!(settings.default_ttl, 3600);
         assert_eq!(settings.cleanup_interval_secs, 5);
         assert_eq!(settings.threads, 3);
+        // The L2 keys the form leaves out keep their defaults.
+        assert_eq!(
+            settings.l2,
+            L2Settings {
+                data_dir: Some(PathBuf::from("/var/lib/rat_memcached")),
+                max_disk_size_mb: 2048,
+                enable_compression: false,
+                ..L2Settings::default()
+            }
+        );
+        // A data_dir turns the persistent tier on without any notice.
         assert_eq!(
             settings.notices,
             vec![
-                "config: [melange_db] data_dir = \"/var/lib/rat_memcached\" is ignored: the \
-                 persistent L2 tier is not built yet, the cache is memory-only"
-                    .to_string(),
                 "config: [performance] enable_async = true has no effect in rat_memcached"
                     .to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn melange_db_section_sets_every_key() {
+        let settings = from_toml_str(
+            r#"
+[melange_db]
+data_dir = "data/l2"
+max_disk_size_mb = 500
+enable_compression = false
+compression_threshold = 0
+flush_interval_ms = 60000
+batch_size = 1
+queue_max_mb = 8
+sync_writes = true
+clear_on_startup = true
+warmup = false
+cache_mb = 4
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.l2,
+            L2Settings {
+                data_dir: Some(PathBuf::from("data/l2")),
+                max_disk_size_mb: 500,
+                enable_compression: false,
+                compression_threshold: 0,
+                flush_interval_ms: 60_000,
+                batch_size: 1,
+                queue_max_mb: 8,
+                sync_writes: true,
+                clear_on_startup: true,
+                warmup: false,
+                cache_mb: 4,
+            }
+        );
+        assert!(settings.notices.is_empty());
+        // Nothing outside the tier changed.
+        assert_eq!(
+            Settings {
+                l2: L2Settings::default(),
+                ..settings
+            },
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn melange_db_keys_that_differ_from_the_defaults_one_at_a_time() {
+        let l2 = |line: &str| {
+            from_toml_str(&format!("[melange_db]\n{line}\n"))
+                .unwrap()
+                .l2
+        };
+        let default = L2Settings::default;
+        assert_eq!(
+            l2("compression_threshold = 4096"),
+            L2Settings {
+                compression_threshold: 4096,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2("flush_interval_ms = 1"),
+            L2Settings {
+                flush_interval_ms: 1,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2("batch_size = 100000"),
+            L2Settings {
+                batch_size: 100_000,
+                ..default()
+            }
+        );
+        assert_eq!(
+            l2("enable_compression = true\nwarmup = true\nsync_writes = false"),
+            default()
+        );
+        // Without data_dir the tier stays off, whatever else the section sets.
+        assert_eq!(l2("max_disk_size_mb = 10\ncache_mb = 1").data_dir, None);
     }
 
     #[test]
@@ -674,6 +820,12 @@ reqs_per_event = 7
              max_entries, eviction_strategy, evictions)"
         );
         assert_eq!(
+            error_of("[melange_db]\nflush_interval = 100\n"),
+            "config: unknown key [melange_db] flush_interval (expected one of: data_dir, \
+             max_disk_size_mb, enable_compression, compression_threshold, flush_interval_ms, \
+             batch_size, queue_max_mb, sync_writes, clear_on_startup, warmup, cache_mb)"
+        );
+        assert_eq!(
             error_of("[caches]\n"),
             "config: unknown section [caches] (expected one of: server, cache, melange_db, \
              ttl, performance)"
@@ -736,6 +888,88 @@ reqs_per_event = 7
             (
                 "[melange_db]\nenable_compression = 1\n",
                 "config: [melange_db] enable_compression: expected a boolean, got integer `1`",
+            ),
+            (
+                "[melange_db]\ndata_dir = 5\n",
+                "config: [melange_db] data_dir: expected a string, got integer `5`",
+            ),
+            (
+                "[melange_db]\nmax_disk_size_mb = 0\n",
+                "config: [melange_db] max_disk_size_mb: expected a positive integer, got \
+                 integer `0`",
+            ),
+            (
+                "[melange_db]\nmax_disk_size_mb = \"1g\"\n",
+                "config: [melange_db] max_disk_size_mb: expected a positive integer, got \
+                 string \"1g\"",
+            ),
+            (
+                "[melange_db]\ncompression_threshold = -1\n",
+                "config: [melange_db] compression_threshold: expected a non-negative integer, \
+                 got integer `-1`",
+            ),
+            (
+                "[melange_db]\ncompression_threshold = \"256\"\n",
+                "config: [melange_db] compression_threshold: expected a non-negative integer, \
+                 got string \"256\"",
+            ),
+            (
+                "[melange_db]\nflush_interval_ms = 0\n",
+                "config: [melange_db] flush_interval_ms: expected a number of milliseconds \
+                 1-60000, got integer `0`",
+            ),
+            (
+                "[melange_db]\nflush_interval_ms = 60001\n",
+                "config: [melange_db] flush_interval_ms: expected a number of milliseconds \
+                 1-60000, got integer `60001`",
+            ),
+            (
+                "[melange_db]\nflush_interval_ms = 0.5\n",
+                "config: [melange_db] flush_interval_ms: expected a number of milliseconds \
+                 1-60000, got floating point `0.5`",
+            ),
+            (
+                "[melange_db]\nbatch_size = 0\n",
+                "config: [melange_db] batch_size: expected a positive integer, got integer `0`",
+            ),
+            (
+                "[melange_db]\nbatch_size = true\n",
+                "config: [melange_db] batch_size: expected a positive integer, got boolean \
+                 `true`",
+            ),
+            (
+                "[melange_db]\nqueue_max_mb = 0\n",
+                "config: [melange_db] queue_max_mb: expected a positive integer, got integer `0`",
+            ),
+            (
+                "[melange_db]\nqueue_max_mb = 9223372036854775807\n",
+                "config: [melange_db] queue_max_mb: 9223372036854775807 megabytes do not fit \
+                 in this machine's address space",
+            ),
+            (
+                "[melange_db]\ncache_mb = 0\n",
+                "config: [melange_db] cache_mb: expected a positive integer, got integer `0`",
+            ),
+            (
+                "[melange_db]\ncache_mb = \"32m\"\n",
+                "config: [melange_db] cache_mb: expected a positive integer, got string \"32m\"",
+            ),
+            (
+                "[melange_db]\nsync_writes = \"true\"\n",
+                "config: [melange_db] sync_writes: expected a boolean, got string \"true\"",
+            ),
+            (
+                "[melange_db]\nclear_on_startup = 0\n",
+                "config: [melange_db] clear_on_startup: expected a boolean, got integer `0`",
+            ),
+            (
+                "[melange_db]\nwarmup = \"no\"\n",
+                "config: [melange_db] warmup: expected a boolean, got string \"no\"",
+            ),
+            (
+                "melange_db = true\n",
+                "config: [melange_db]: expected a table of melange_db settings, got boolean \
+                 `true`",
             ),
             (
                 "[performance]\nworker_threads = 1.5\n",
@@ -807,7 +1041,27 @@ reqs_per_event = 7
         assert_eq!(reference.max_memory_bytes, defaults.max_memory_bytes);
         assert_eq!(reference.max_item_size, defaults.max_item_size);
         assert_eq!(reference.max_connections, defaults.max_connections);
+        assert_eq!(reference.l2, L2Settings::default());
         let persistent = &loaded[1].1;
-        assert!(persistent.l2.data_dir.is_some());
+        assert_eq!(
+            persistent.l2,
+            L2Settings {
+                data_dir: Some(PathBuf::from("/var/lib/rat_memcached")),
+                max_disk_size_mb: 10240,
+                enable_compression: true,
+                compression_threshold: 256,
+                flush_interval_ms: 100,
+                batch_size: 4096,
+                queue_max_mb: 128,
+                sync_writes: false,
+                clear_on_startup: false,
+                warmup: true,
+                cache_mb: 128,
+            }
+        );
+        assert!(persistent.notices.is_empty(), "{:?}", persistent.notices);
+        for (name, settings) in [&loaded[0], &loaded[3]] {
+            assert_eq!(settings.l2.data_dir, None, "{name:?}");
+        }
     }
 }

@@ -11,7 +11,8 @@
 //! Settings are assembled in three layers, each overriding the one before:
 //!
 //! 1. the defaults ([`Settings::default`]): 127.0.0.1:11211, 64 MB of item memory,
-//!    1024 connections, one worker thread per CPU core, a 1 MB item limit;
+//!    1024 connections, one worker thread per CPU core, a 1 MB item limit, and no
+//!    persistent tier (see [`L2Settings`]: it runs once a data directory is given);
 //! 2. the TOML file named by `--config FILE`, if any (see [`load_config_file`]);
 //! 3. the flags on the command line (see [`parse_args`]).
 //!
@@ -32,6 +33,9 @@
 //! * refused: flags whose silent omission would change what clients can reach or who may
 //!   reach it (SASL, TLS) stop the start with an explanation;
 //! * informational: `-h`, `-V`, `-i` print text and exit ([`CliAction`]).
+//!
+//! What memcached has no flag for (`--bind`, `--config`, the persistence flags such as
+//! `--data-dir`) is spelt long-only, so no letter memcached might take one day is used.
 //!
 //! # Errors
 //!
@@ -71,6 +75,18 @@ pub const FALLBACK_THREADS: usize = 4;
 pub const DEFAULT_UNIX_SOCKET_MASK: u32 = 0o700;
 /// Disk budget of the persistent tier, in megabytes, when `[melange_db]` does not set one.
 pub const DEFAULT_MAX_DISK_SIZE_MB: u64 = 1024;
+/// Values of this many bytes or more are LZ4-compressed on disk unless configured otherwise.
+pub const DEFAULT_L2_COMPRESSION_THRESHOLD: usize = 256;
+/// Milliseconds between two fsyncs of the persistent tier: the most a crash can lose.
+pub const DEFAULT_L2_FLUSH_INTERVAL_MS: u64 = 100;
+/// Longest flush interval accepted; a longer crash window is a misconfiguration.
+pub const MAX_L2_FLUSH_INTERVAL_MS: u64 = 60_000;
+/// Queued writes applied to the persistent tier in one melange_db batch, at most.
+pub const DEFAULT_L2_BATCH_SIZE: usize = 4096;
+/// Megabytes of queued, not yet applied writes before writers wait for the disk.
+pub const DEFAULT_L2_QUEUE_MAX_MB: u64 = 64;
+/// Megabytes of melange_db's own page cache.
+pub const DEFAULT_L2_CACHE_MB: u64 = 32;
 
 /// Which wire protocols a connection may speak (memcached's `-B`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -136,19 +152,37 @@ impl EvictionStrategy {
     }
 }
 
-/// Settings of the persistent L2 tier (`[melange_db]`).
+/// Settings of the persistent L2 tier: melange_db on disk, behind the in-memory L1.
 ///
-/// They are parsed and validated so that configuration files written for the full
-/// product load unchanged, but the tier itself is not built yet: a `data_dir` produces a
-/// startup notice saying it is ignored, and the cache stays memory-only.
+/// The tier is off unless `data_dir` is given (`--data-dir` or `[melange_db] data_dir`).
+/// Every value here has been checked against the bounds its doc states, and every
+/// megabyte count, multiplied out to bytes, fits in a `usize`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L2Settings {
     /// Directory of the on-disk database; `None` keeps the cache memory-only.
     pub data_dir: Option<PathBuf>,
-    /// Upper bound of the database size on disk, in megabytes.
+    /// Upper bound of the database size on disk, in megabytes; at least 1.
     pub max_disk_size_mb: u64,
-    /// Whether values are LZ4-compressed before they are written to disk.
+    /// Whether values of `compression_threshold` bytes or more are LZ4-compressed on disk.
     pub enable_compression: bool,
+    /// Smallest value, in bytes, that is compressed; 0 compresses every value.
+    pub compression_threshold: usize,
+    /// Milliseconds between fsyncs of written data, 1 to [`MAX_L2_FLUSH_INTERVAL_MS`]:
+    /// the window of acknowledged writes a crash can lose (unless `sync_writes`).
+    pub flush_interval_ms: u64,
+    /// Most queued writes applied in one melange_db batch; at least 1.
+    pub batch_size: usize,
+    /// Megabytes of queued, not yet applied writes beyond which writers wait
+    /// (backpressure); at least 1.
+    pub queue_max_mb: u64,
+    /// Whether every write is fsynced before it is acknowledged, closing the crash window.
+    pub sync_writes: bool,
+    /// Whether the database in `data_dir` is emptied at startup.
+    pub clear_on_startup: bool,
+    /// Whether L1 is filled from L2 in the background at startup.
+    pub warmup: bool,
+    /// Megabytes of melange_db's own page cache; at least 1.
+    pub cache_mb: u64,
 }
 
 impl Default for L2Settings {
@@ -157,6 +191,14 @@ impl Default for L2Settings {
             data_dir: None,
             max_disk_size_mb: DEFAULT_MAX_DISK_SIZE_MB,
             enable_compression: true,
+            compression_threshold: DEFAULT_L2_COMPRESSION_THRESHOLD,
+            flush_interval_ms: DEFAULT_L2_FLUSH_INTERVAL_MS,
+            batch_size: DEFAULT_L2_BATCH_SIZE,
+            queue_max_mb: DEFAULT_L2_QUEUE_MAX_MB,
+            sync_writes: false,
+            clear_on_startup: false,
+            warmup: true,
+            cache_mb: DEFAULT_L2_CACHE_MB,
         }
     }
 }
@@ -225,7 +267,8 @@ pub struct Settings {
     /// Period in seconds of the background sweep of expired items
     /// (`[ttl] cleanup_interval_seconds`).
     pub cleanup_interval_secs: u32,
-    /// Settings of the persistent tier (`[melange_db]`), kept but not used yet.
+    /// Settings of the persistent L2 tier (`[melange_db]`, `--data-dir` and the other
+    /// persistence flags); the tier runs when `l2.data_dir` is set.
     pub l2: L2Settings,
     /// Startup messages about accepted-but-ineffective flags and keys, to be logged at
     /// warning level once logging is initialised.
@@ -342,8 +385,25 @@ mod tests {
         assert_eq!(settings.eviction, EvictionStrategy::Lru);
         assert_eq!(settings.default_ttl, 0);
         assert_eq!(settings.cleanup_interval_secs, 1);
-        assert_eq!(settings.l2.data_dir, None);
+        assert_eq!(settings.l2, L2Settings::default());
         assert!(settings.notices.is_empty());
+    }
+
+    #[test]
+    fn l2_is_off_by_default_with_the_documented_values() {
+        let l2 = L2Settings::default();
+        assert_eq!(l2.data_dir, None);
+        assert_eq!(l2.max_disk_size_mb, 1024);
+        assert!(l2.enable_compression);
+        assert_eq!(l2.compression_threshold, 256);
+        assert_eq!(l2.flush_interval_ms, 100);
+        assert_eq!(l2.batch_size, 4096);
+        assert_eq!(l2.queue_max_mb, 64);
+        assert!(!l2.sync_writes);
+        assert!(!l2.clear_on_startup);
+        assert!(l2.warmup);
+        assert_eq!(l2.cache_mb, 32);
+        assert!((1..=MAX_L2_FLUSH_INTERVAL_MS).contains(&l2.flush_interval_ms));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The small value grammars shared by flags and config keys: memcached's size syntax
-//! (`-I 1m`), megabyte counts (`-m 64`) and listen addresses (`-l host:port,...`).
+//! (`-I 1m`), megabyte counts (`-m 64`), listen addresses (`-l host:port,...`) and the
+//! persistent tier's flush interval (`--l2-flush-ms 100`).
 //!
 //! Each parser returns the value or a short description of what was expected; the caller
 //! adds the name of the flag or key, which only it knows.
@@ -45,6 +46,28 @@ pub(crate) fn parse_unsigned(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// Checks that `megabytes` multiplied out to bytes fits in a `usize`, so that code
+/// sizing buffers or budgets from it cannot overflow; returns it unchanged.
+pub(crate) fn check_megabytes(megabytes: u64) -> Result<u64, String> {
+    match megabytes_to_bytes(megabytes) {
+        Some(_) => Ok(megabytes),
+        None => Err(format!(
+            "{megabytes} megabytes do not fit in this machine's address space"
+        )),
+    }
+}
+
+/// What a flush interval looks like, for error messages; its bounds are
+/// 1 and [`super::MAX_L2_FLUSH_INTERVAL_MS`].
+pub(crate) const FLUSH_INTERVAL_SYNTAX: &str = "a number of milliseconds 1-60000";
+
+/// Parses the persistent tier's flush interval: whole milliseconds, 1 to
+/// [`super::MAX_L2_FLUSH_INTERVAL_MS`].
+pub(crate) fn parse_flush_interval(text: &str) -> Option<u64> {
+    parse_unsigned(text)
+        .filter(|milliseconds| (1..=super::MAX_L2_FLUSH_INTERVAL_MS).contains(milliseconds))
 }
 
 /// What a unix socket mask looks like, for error messages.
@@ -151,6 +174,32 @@ mod tests {
         }
         assert_eq!(megabytes_to_bytes(3), Some(3 * 1024 * 1024));
         assert_eq!(megabytes_to_bytes(u64::MAX), None);
+    }
+
+    #[test]
+    fn megabyte_counts_must_fit_in_bytes() {
+        assert_eq!(check_megabytes(1024), Ok(1024));
+        let largest = (usize::MAX / MEGABYTE) as u64;
+        assert_eq!(check_megabytes(largest), Ok(largest));
+        assert_eq!(
+            check_megabytes(largest + 1),
+            Err(format!(
+                "{} megabytes do not fit in this machine's address space",
+                largest + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn flush_intervals_are_whole_milliseconds_up_to_a_minute() {
+        assert_eq!(parse_flush_interval("1"), Some(1));
+        assert_eq!(parse_flush_interval("100"), Some(100));
+        assert_eq!(parse_flush_interval("60000"), Some(60_000));
+        for bad in ["0", "60001", "", "-1", "1.5", "100ms", "x"] {
+            assert_eq!(parse_flush_interval(bad), None, "{bad:?}");
+        }
+        assert!(FLUSH_INTERVAL_SYNTAX
+            .ends_with(&format!(" 1-{}", super::super::MAX_L2_FLUSH_INTERVAL_MS)));
     }
 
     #[test]
