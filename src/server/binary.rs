@@ -560,8 +560,7 @@ mod tests {
             max_item_size: 1024,
             ..Settings::default()
         };
-        let (ctx, _requests) = ServerContext::new(settings);
-        BinarySession::new(Arc::new(ctx), 0)
+        BinarySession::new(Arc::new(ServerContext::for_tests_with(settings)), 0)
     }
 
     fn packet(op: u8, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -795,11 +794,7 @@ mod auth_tests {
 
     #[test]
     fn without_sasl_its_requests_are_unknown_commands() {
-        let (ctx, _requests) = ServerContext::new(Settings {
-            threads: 1,
-            ..Settings::default()
-        });
-        let mut session = BinarySession::new(Arc::new(ctx), 0);
+        let mut session = BinarySession::new(Arc::new(ServerContext::for_tests()), 0);
         let script = [
             packet(opcode::SASL_LIST_MECHS, b"", b""),
             packet(opcode::SASL_AUTH, b"PLAIN", b"\0alice\0secret"),

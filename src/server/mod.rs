@@ -14,12 +14,13 @@ mod protocol;
 mod session;
 mod stats;
 
+use crate::config::L2Settings;
 use crate::config::Settings;
 use crate::reactor::{
     ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
     UnixEndpoint,
 };
-use crate::store::{Store, StoreConfig};
+use crate::store::{L2Config, Store, StoreConfig};
 use auth::Credentials;
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
@@ -27,7 +28,7 @@ use protocol::ProtocolSession;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -101,15 +102,21 @@ enum Maintenance {
 impl ServerContext {
     /// The shared state of a server with these settings, and the receiving
     /// end of its background thread's work queue.
-    fn new(settings: Settings) -> (ServerContext, crossbeam_channel::Receiver<Maintenance>) {
-        let store = Store::new(StoreConfig {
+    fn new(
+        settings: Settings,
+    ) -> io::Result<(ServerContext, crossbeam_channel::Receiver<Maintenance>)> {
+        let store_config = StoreConfig {
             max_memory: settings.max_memory_bytes,
             max_entries: settings.max_entries,
             max_item_size: settings.max_item_size,
             stripes: 0,
             cas_enabled: settings.cas_enabled,
             evictions_enabled: settings.evictions_enabled,
-        });
+        };
+        let store = match l2_config(&settings.l2) {
+            Some(l2) => Store::open(store_config, l2).map_err(io::Error::other)?,
+            None => Store::new(store_config),
+        };
         let (maintenance, requests) = crossbeam_channel::bounded(1);
         let ctx = ServerContext {
             maintenance,
@@ -129,17 +136,23 @@ impl ServerContext {
             settings,
             auth: Authentication::default(),
         };
-        (ctx, requests)
+        Ok((ctx, requests))
     }
 
     /// A one-worker context with default settings, for session tests.
     #[cfg(test)]
     pub(crate) fn for_tests() -> ServerContext {
-        let settings = Settings {
+        ServerContext::for_tests_with(Settings {
             threads: 1,
             ..Settings::default()
-        };
-        ServerContext::new(settings).0
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests_with(settings: Settings) -> ServerContext {
+        ServerContext::new(settings)
+            .expect("the test store opens")
+            .0
     }
 
     /// Runs `flush_all` and, when it took effect at once, has the background
@@ -178,6 +191,9 @@ impl SessionFactory for Sessions {
 pub struct Server {
     reactor: Reactor,
     sweeper: Option<std::thread::JoinHandle<()>>,
+    /// Loads L1 from the persistent tier after start-up, while requests are served.
+    warm_up: Option<std::thread::JoinHandle<()>>,
+    stop_warm_up: Arc<AtomicBool>,
     ctx: Arc<ServerContext>,
 }
 
@@ -185,7 +201,7 @@ impl Server {
     /// Binds the listening sockets and starts serving.
     pub fn start(settings: Settings) -> io::Result<Server> {
         let auth = Authentication::load(&settings)?;
-        let (mut ctx, requests) = ServerContext::new(settings);
+        let (mut ctx, requests) = ServerContext::new(settings)?;
         ctx.auth = auth;
         let ctx = Arc::new(ctx);
         let threads = ctx.counters.len();
@@ -206,9 +222,30 @@ impl Server {
         let sweeper = std::thread::Builder::new()
             .name("sweeper".into())
             .spawn(move || maintain(&background, &requests, interval))?;
+        let stop_warm_up = Arc::new(AtomicBool::new(false));
+        let warm_up = if ctx.settings.l2.data_dir.is_some() && ctx.settings.l2.warmup {
+            let background = Arc::clone(&ctx);
+            let stop = Arc::clone(&stop_warm_up);
+            Some(
+                std::thread::Builder::new()
+                    .name("warm-up".into())
+                    .spawn(move || {
+                        let started = Instant::now();
+                        let loaded = background.store.warm_up(&stop);
+                        log::info!(
+                            "persistent tier: warm-up loaded {loaded} items into memory in {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        );
+                    })?,
+            )
+        } else {
+            None
+        };
         Ok(Server {
             reactor,
             sweeper: Some(sweeper),
+            warm_up,
+            stop_warm_up,
             ctx,
         })
     }
@@ -234,17 +271,52 @@ impl Server {
     }
 
     /// Serves until the reactor is shut down.
+    /// Waits until the server has stopped (see [`shutdown_handle`](Self::shutdown_handle)),
+    /// then writes what is queued for the persistent tier and fsyncs it.
     pub fn wait(mut self) {
         self.reactor.join();
         let _ = self.ctx.maintenance.send(Maintenance::Stop);
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.join();
         }
+        self.stop_warm_up.store(true, Ordering::Relaxed);
+        if let Some(warm_up) = self.warm_up.take() {
+            let _ = warm_up.join();
+        }
+        self.ctx.store.close();
+        if let Some(l2) = self.ctx.store.l2_stats() {
+            log::info!(
+                "persistent tier: {} items ({} bytes) written and synced",
+                l2.items,
+                l2.bytes
+            );
+        }
     }
 }
 
 /// Where to listen. As memcached does, a unix socket is served alone: `-s`
 /// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
+/// The store's persistent tier as the settings describe it; `None` without a data dir.
+fn l2_config(settings: &L2Settings) -> Option<L2Config> {
+    const MB: u64 = 1024 * 1024;
+    let data_dir = settings.data_dir.clone()?;
+    let defaults = L2Config::new(&data_dir);
+    Some(L2Config {
+        max_disk_bytes: settings.max_disk_size_mb * MB,
+        compress_from: settings
+            .enable_compression
+            .then_some(settings.compression_threshold),
+        flush_interval: Duration::from_millis(settings.flush_interval_ms),
+        batch_size: settings.batch_size,
+        // The settings are validated to fit in a usize.
+        queue_max_bytes: (settings.queue_max_mb * MB) as usize,
+        sync_writes: settings.sync_writes,
+        clear_on_startup: settings.clear_on_startup,
+        cache_bytes: (settings.cache_mb * MB) as usize,
+        ..defaults
+    })
+}
+
 fn endpoints(settings: &Settings) -> Endpoints {
     match &settings.unix_socket {
         Some(path) => Endpoints {

@@ -12,6 +12,7 @@ use super::ServerContext;
 use crate::protocol::reply;
 use crate::protocol::text::{self, StatsGroup};
 use crate::reactor::{Endpoint, Transport};
+use crate::store::L2Stats;
 use std::fmt::Display;
 use std::sync::atomic::Ordering;
 
@@ -169,6 +170,33 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "evictions_memory", s.evictions_memory);
     stat(out, "evictions_entries", s.evictions_entries);
     stat(out, "reclaimed", s.reclaimed);
+    if let Some(l2) = ctx.store.l2_stats() {
+        l2_stats(&l2, out);
+    }
+}
+
+/// The persistent tier's counters (only when it is on).
+fn l2_stats(l2: &L2Stats, out: &mut dyn StatSink) {
+    stat(out, "l2_items", l2.items);
+    stat(out, "l2_bytes", l2.bytes);
+    stat(out, "l2_disk_bytes", l2.disk_bytes);
+    stat(out, "l2_limit_bytes", l2.limit_bytes);
+    stat(out, "l2_reads", l2.reads);
+    stat(out, "l2_hits", l2.hits);
+    stat(out, "l2_promotions", l2.promotions);
+    stat(out, "l2_warmed", l2.warmed);
+    stat(out, "l2_writes", l2.writes);
+    stat(out, "l2_batches", l2.batches);
+    stat(out, "l2_syncs", l2.flushes);
+    stat(out, "l2_queue_depth", l2.queue_depth);
+    stat(out, "l2_queue_bytes", l2.queue_bytes);
+    stat(out, "l2_queue_waits", l2.queue_waits);
+    stat(out, "l2_dropped_writes", l2.dropped_writes);
+    stat(out, "l2_evictions", l2.evictions);
+    stat(out, "l2_reclaimed", l2.reclaimed);
+    stat(out, "l2_compressed", l2.compressed);
+    stat(out, "l2_errors", l2.errors);
+    stat(out, "l2_fault", u8::from(l2.faulted));
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -220,6 +248,15 @@ fn settings(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "flush_enabled", yes_no(s.flush_enabled));
     stat(out, "eviction_strategy", s.eviction.as_str());
     stat(out, "default_ttl", s.default_ttl);
+    if let Some(dir) = &s.l2.data_dir {
+        stat(out, "l2_data_dir", dir.display());
+        stat(out, "l2_flush_interval_ms", s.l2.flush_interval_ms);
+        stat(out, "l2_sync_writes", yes_no(s.l2.sync_writes));
+        stat(out, "l2_compression", yes_no(s.l2.enable_compression));
+        stat(out, "l2_compression_threshold", s.l2.compression_threshold);
+        stat(out, "l2_batch_size", s.l2.batch_size);
+        stat(out, "l2_queue_max_mb", s.l2.queue_max_mb);
+    }
 }
 
 /// Items live in one class here (there are no slab classes); it is listed

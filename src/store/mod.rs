@@ -72,22 +72,31 @@ mod budget;
 pub mod clock;
 mod eviction;
 mod item;
+mod l2;
 mod shard;
 mod stats;
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam_channel::Receiver;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::Mutex;
 
 use budget::{Budget, Charge};
 use clock::RelTime;
-use item::{item_data, memcached_item_size, Slot, MAX_KEY_LEN};
-use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
+use item::{item_data, memcached_item_size, ItemMeta, Slot, MAX_KEY_LEN};
+use l2::{ItemHeader, Message, Tier};
+use shard::{Adoption, Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
+pub use l2::{L2Config, L2Error, L2Stats};
 pub use stats::StoreStats;
+
+/// What a command waits on, after its lock is released, for its write to be durable
+/// (only with the persistent tier's `sync_writes`).
+type Durable = Option<Receiver<()>>;
 
 /// Fewest stripes chosen automatically.
 const MIN_AUTO_STRIPES: usize = 16;
@@ -427,6 +436,8 @@ pub struct Store {
     sweep_cursor: Mutex<SweepCursor>,
     /// Where the next search for a stripe to evict from starts, spreading evictions.
     evict_cursor: AtomicUsize,
+    /// The persistent tier, when there is one.
+    tier: Option<Tier>,
 }
 
 impl Store {
@@ -452,8 +463,21 @@ impl Store {
             oldest_cas: AtomicU64::new(0),
             sweep_cursor: Mutex::new(SweepCursor::default()),
             evict_cursor: AtomicUsize::new(0),
+            tier: None,
             config,
         }
+    }
+
+    /// A store with a persistent tier in `l2.data_dir`: what the directory holds is
+    /// served again (call [`warm_up`](Self::warm_up) to load it into memory ahead of
+    /// requests), and every change is written behind to it (see the `l2` module).
+    pub fn open(config: StoreConfig, l2: L2Config) -> Result<Store, L2Error> {
+        let tier = Tier::open(l2)?;
+        let mut store = Store::new(config);
+        // CAS values stay unique across restarts.
+        store.shared.last_cas.store(tier.max_cas, Ordering::Relaxed);
+        store.tier = Some(tier);
+        Ok(store)
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -466,9 +490,22 @@ impl Store {
     pub fn get<R>(&self, key: &[u8], read: impl FnOnce(ItemView<'_>) -> R) -> Option<R> {
         let hash = self.shared.hash(key);
         let moment = self.moment();
-        self.stripe(hash)
-            .lock()
-            .get(&self.shared, hash, key, &moment, None, read)
+        if self.tier.is_none() {
+            return self
+                .stripe(hash)
+                .lock()
+                .get(&self.shared, hash, key, &moment, None, read);
+        }
+        let mut read = Some(read);
+        self.read_through(hash, key, || {
+            let moment = self.moment();
+            self.stripe(hash)
+                .lock()
+                .get(&self.shared, hash, key, &moment, None, |view| {
+                    read.take().map(|read| read(view))
+                })
+                .flatten()
+        })
     }
 
     /// gat/gats: like [`get`](Self::get), but first sets the item's expiry to `exptime`.
@@ -479,10 +516,23 @@ impl Store {
         read: impl FnOnce(ItemView<'_>) -> R,
     ) -> Option<R> {
         let hash = self.shared.hash(key);
-        let moment = self.moment();
-        self.stripe(hash)
-            .lock()
-            .get(&self.shared, hash, key, &moment, Some(exptime), read)
+        let mut read = Some(read);
+        let mut durable = None;
+        let result = self.read_through(hash, key, || {
+            let moment = self.moment();
+            let mut shard = self.stripe(hash).lock();
+            let result = shard
+                .get(&self.shared, hash, key, &moment, Some(exptime), |view| {
+                    read.take().map(|read| read(view))
+                })
+                .flatten();
+            if result.is_some() {
+                durable = self.journal(&shard, hash, key, &moment);
+            }
+            result
+        });
+        await_durable(durable);
+        result
     }
 
     /// Changes the memory limit while running (memcached's `cache_memlimit`).
@@ -532,6 +582,9 @@ impl Store {
             return (StoreOutcome::TooLarge, 0);
         }
         let hash = self.shared.hash(key);
+        if mode != StoreMode::Set {
+            self.fault_in(hash, key);
+        }
         let concatenating = matches!(mode, StoreMode::Append | StoreMode::Prepend);
         let mut request = StoreRequest {
             mode,
@@ -543,9 +596,15 @@ impl Store {
             data: (!concatenating).then(|| item_data(key, value)),
             options,
         };
+        let mut durable = None;
         let outcome = self.with_room(hash, |shard, moment, prepaid| {
-            shard.store(&self.shared, hash, &mut request, moment, prepaid)
+            let outcome = shard.store(&self.shared, hash, &mut request, moment, prepaid)?;
+            if outcome.0 == StoreOutcome::Stored {
+                durable = self.journal(shard, hash, key, moment);
+            }
+            Ok(outcome)
         });
+        await_durable(durable);
         match outcome {
             Some((StoreOutcome::NoMemory, _)) | None if mode == StoreMode::Set => {
                 self.remove(key);
@@ -569,13 +628,23 @@ impl Store {
         read: impl FnOnce(&mut MetaEntry<'_>) -> R,
     ) -> Option<R> {
         let hash = self.shared.hash(key);
-        let mut read = Some(read);
-        if !vivify {
+        self.fault_in(hash, key);
+        // Whether the command changed what the persistent tier keeps (created the item
+        // or changed its expiry).
+        let changed = Cell::new(false);
+        let changed_by_read = &changed;
+        let mut read = Some(move |entry: &mut MetaEntry<'_>| {
+            let result = read(entry);
+            changed_by_read.set(entry.created || entry.exptime != entry.slot.exptime);
+            result
+        });
+        let mut durable = None;
+        let result = if !vivify {
             let moment = self.moment();
             let mut prepaid = Charge::ZERO;
             let mut shard = self.stripe(hash).lock();
             // Without vivify nothing is allocated, so this cannot come back short.
-            return shard
+            let result = shard
                 .meta_get(
                     &self.shared,
                     hash,
@@ -587,20 +656,31 @@ impl Store {
                     &mut read,
                 )
                 .unwrap_or(None);
-        }
-        self.with_room(hash, |shard, moment, prepaid| {
-            shard.meta_get(
-                &self.shared,
-                hash,
-                key,
-                moment,
-                prepaid,
-                true,
-                bump,
-                &mut read,
-            )
-        })
-        .flatten()
+            if changed.get() {
+                durable = self.journal(&shard, hash, key, &moment);
+            }
+            result
+        } else {
+            self.with_room(hash, |shard, moment, prepaid| {
+                let result = shard.meta_get(
+                    &self.shared,
+                    hash,
+                    key,
+                    moment,
+                    prepaid,
+                    true,
+                    bump,
+                    &mut read,
+                )?;
+                if changed.get() {
+                    durable = self.journal(shard, hash, key, moment);
+                }
+                Ok(result)
+            })
+            .flatten()
+        };
+        await_durable(durable);
+        result
     }
 
     /// Looks at an item without bumping it or marking it fetched (`me`).
@@ -645,27 +725,34 @@ impl Store {
         } else {
             Delta::Decr(delta)
         };
+        self.fault_in(hash, key);
         let mut read = Some(read);
-        self.with_room(hash, |shard, moment, prepaid| {
-            let done = match shard.arith(
-                &self.shared,
-                hash,
-                key,
-                delta,
-                compare,
-                create,
-                moment,
-                prepaid,
-            )? {
-                Ok(done) => done,
-                Err(error) => return Ok(Err(error)),
-            };
-            let read = read
-                .take()
-                .expect("with_room stops after the first success");
-            Ok(Ok(shard.after_arith(&self.shared, moment, &done, read)))
-        })
-        .unwrap_or(Err(DeltaError::NoMemory))
+        let mut durable = None;
+        let result = self
+            .with_room(hash, |shard, moment, prepaid| {
+                let done = match shard.arith(
+                    &self.shared,
+                    hash,
+                    key,
+                    delta,
+                    compare,
+                    create,
+                    moment,
+                    prepaid,
+                )? {
+                    Ok(done) => done,
+                    Err(error) => return Ok(Err(error)),
+                };
+                let read = read
+                    .take()
+                    .expect("with_room stops after the first success");
+                let result = shard.after_arith(&self.shared, moment, &done, read);
+                durable = self.journal(shard, hash, key, moment);
+                Ok(Ok(result))
+            })
+            .unwrap_or(Err(DeltaError::NoMemory));
+        await_durable(durable);
+        result
     }
 
     /// Deletes a live item; false if there was none.
@@ -687,19 +774,31 @@ impl Store {
 
     fn delete_with(&self, key: &[u8], deletion: Deletion) -> DeleteOutcome {
         let hash = self.shared.hash(key);
+        self.fault_in(hash, key);
         let moment = self.moment();
-        self.stripe(hash)
-            .lock()
-            .delete(&self.shared, hash, key, &moment, deletion)
+        let mut shard = self.stripe(hash).lock();
+        let outcome = shard.delete(&self.shared, hash, key, &moment, deletion);
+        if matches!(outcome, DeleteOutcome::Deleted | DeleteOutcome::Invalidated) {
+            let durable = self.journal(&shard, hash, key, &moment);
+            drop(shard);
+            await_durable(durable);
+        }
+        outcome
     }
 
     /// Sets a live item's expiry without changing its CAS; false if there was none.
     pub fn touch(&self, key: &[u8], exptime: Expiry) -> bool {
         let hash = self.shared.hash(key);
+        self.fault_in(hash, key);
         let moment = self.moment();
-        self.stripe(hash)
-            .lock()
-            .touch(&self.shared, hash, key, exptime, &moment)
+        let mut shard = self.stripe(hash).lock();
+        let touched = shard.touch(&self.shared, hash, key, exptime, &moment);
+        if touched {
+            let durable = self.journal(&shard, hash, key, &moment);
+            drop(shard);
+            await_durable(durable);
+        }
+        touched
     }
 
     /// incr/decr with memcached's rules: the value must be a decimal number, incr wraps at
@@ -743,11 +842,17 @@ impl Store {
         // that moment has come) everything with a CAS below the counter's current value.
         let oldest_live = clock::flush_deadline(delay_secs).saturating_sub(1);
         let immediate = oldest_live <= now;
-        if immediate {
-            self.oldest_cas
-                .store(self.shared.next_cas(), Ordering::Release);
-        }
+        let oldest_cas = if immediate {
+            let cas = self.shared.next_cas();
+            self.oldest_cas.store(cas, Ordering::Release);
+            cas
+        } else {
+            0
+        };
         self.oldest_live.store(oldest_live, Ordering::Release);
+        if let Some(tier) = &self.tier {
+            tier.flush(unix_time(oldest_live), oldest_cas);
+        }
         immediate
     }
 
@@ -843,7 +948,167 @@ impl Store {
     /// Removes whatever is stored under `key`, visible or not.
     fn remove(&self, key: &[u8]) {
         let hash = self.shared.hash(key);
-        self.stripe(hash).lock().remove(&self.shared, hash, key);
+        let mut shard = self.stripe(hash).lock();
+        shard.remove(&self.shared, hash, key);
+        let durable = self.journal(&shard, hash, key, &self.moment());
+        drop(shard);
+        await_durable(durable);
+    }
+
+    /// Tells the persistent tier, if any, what L1 now holds under `key`. Called with
+    /// the key's stripe locked, so one key's changes reach the tier in order.
+    fn journal(&self, shard: &Shard, hash: u64, key: &[u8], moment: &Moment) -> Durable {
+        let tier = self.tier.as_ref()?;
+        let bucket = Tier::bucket(hash);
+        let message = match shard.live(hash, key, moment) {
+            Some(slot) => Message::Put {
+                data: Box::from(slot.data()),
+                key_len: key.len(),
+                header: ItemHeader {
+                    flags: slot.flags,
+                    exptime: unix_time(slot.exptime),
+                    time: unix_time(slot.time),
+                    cas: slot.cas,
+                    seq: 0,
+                },
+                bucket,
+                done: None,
+            },
+            None => Message::Delete {
+                key: Box::from(key),
+                bucket,
+                done: None,
+            },
+        };
+        tier.send(message)
+    }
+
+    /// Before a command that depends on what a key holds: brings the key in from the
+    /// persistent tier when L1 lacks it.
+    fn fault_in(&self, hash: u64, key: &[u8]) {
+        if self.tier.is_none() {
+            return;
+        }
+        let moment = self.moment();
+        if self.stripe(hash).lock().live(hash, key, &moment).is_some() {
+            return;
+        }
+        self.promote(hash, key, true);
+    }
+
+    /// Runs a lookup and, when it missed and the persistent tier had the key, runs it
+    /// once more.
+    fn read_through<T>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        mut attempt: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let result = attempt();
+        if result.is_some() || self.tier.is_none() {
+            return result;
+        }
+        if self.promote(hash, key, true) == Adoption::Adopted {
+            attempt()
+        } else {
+            None
+        }
+    }
+
+    /// Copies `key`'s item from the persistent tier into L1 (see the `l2` module for
+    /// why this never brings back an older version). With `evict`, makes room as a
+    /// store would.
+    fn promote(&self, hash: u64, key: &[u8], evict: bool) -> Adoption {
+        let Some(tier) = &self.tier else {
+            return Adoption::Skipped;
+        };
+        let Some(loaded) = tier.load(hash, key) else {
+            return Adoption::Skipped;
+        };
+        let bucket = Tier::bucket(hash);
+        let meta = ItemMeta {
+            cas: loaded.cas,
+            flags: loaded.flags,
+            exptime: rel_time(loaded.exptime),
+            time: rel_time(loaded.time).max(1),
+        };
+        let mut data = Some(loaded.data);
+        let adoption = self
+            .with_room(hash, |shard, moment, prepaid| {
+                shard.adopt(
+                    &self.shared,
+                    hash,
+                    &mut data,
+                    key.len(),
+                    meta,
+                    moment,
+                    prepaid,
+                    evict,
+                    || tier.queued(bucket) == loaded.queued,
+                )
+            })
+            .unwrap_or(Adoption::NoRoom);
+        if adoption == Adoption::Adopted {
+            tier.promoted(!evict);
+        }
+        adoption
+    }
+
+    /// Loads L1 from the persistent tier, most recently written items first, until L1
+    /// is full, everything was loaded, or `stop` is set. Meant for a background thread
+    /// at start-up; requests are served meanwhile. Returns how many items it loaded.
+    pub fn warm_up(&self, stop: &AtomicBool) -> usize {
+        /// Items in a row that did not fit before L1 counts as full.
+        const NO_ROOM_LIMIT: usize = 64;
+        let Some(tier) = &self.tier else {
+            return 0;
+        };
+        let mut loaded = 0;
+        let mut no_room = 0;
+        let mut before = u64::MAX;
+        loop {
+            let keys = tier.recent_keys(before, 1024);
+            if keys.is_empty() {
+                return loaded;
+            }
+            for (seq, key) in keys {
+                before = seq;
+                if stop.load(Ordering::Relaxed) {
+                    return loaded;
+                }
+                match self.promote(self.shared.hash(&key), &key, false) {
+                    Adoption::Adopted => {
+                        loaded += 1;
+                        no_room = 0;
+                    }
+                    Adoption::Skipped => {}
+                    Adoption::NoRoom => {
+                        no_room += 1;
+                        if no_room == NO_ROOM_LIMIT {
+                            return loaded;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The persistent tier's counters, if there is a tier.
+    pub fn l2_stats(&self) -> Option<L2Stats> {
+        self.tier.as_ref().map(Tier::stats)
+    }
+
+    /// Why the persistent tier stopped writing, if it has a fault.
+    pub fn l2_fault(&self) -> Option<String> {
+        self.tier.as_ref().and_then(Tier::fault_reason)
+    }
+
+    /// Writes everything queued for the persistent tier, fsyncs it and stops the
+    /// tier's writer (a clean shutdown). Changes made afterwards stay in memory only.
+    pub fn close(&self) {
+        if let Some(tier) = &self.tier {
+            tier.close();
+        }
     }
 
     /// Runs `operation` on the key's stripe. When the operation comes back short of memory
@@ -913,6 +1178,33 @@ const _: () = {
     const fn shared_between_threads<T: Send + Sync>() {}
     shared_between_threads::<Store>();
 };
+
+/// Waits until a command's write is durable (`sync_writes`); returns at once otherwise.
+fn await_durable(durable: Durable) {
+    if let Some(done) = durable {
+        // An error means the writer dropped the write (a fault or a shutdown): nothing
+        // more will come.
+        let _ = done.recv();
+    }
+}
+
+/// A time on the store's clock as Unix time (0, "never", stays 0).
+fn unix_time(rel: RelTime) -> u32 {
+    if rel == 0 {
+        return 0;
+    }
+    u32::try_from(clock::process_started() + i64::from(rel)).unwrap_or(u32::MAX)
+}
+
+/// A Unix time on the store's clock (0 stays 0; the past becomes 1, always passed).
+fn rel_time(unix: u32) -> RelTime {
+    if unix == 0 {
+        return 0;
+    }
+    u32::try_from(i64::from(unix) - clock::process_started())
+        .unwrap_or(1)
+        .max(1)
+}
 
 /// The number of stripes for a configured count (0 = automatic).
 fn stripe_count(configured: usize) -> usize {

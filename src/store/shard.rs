@@ -109,6 +109,16 @@ pub enum Delta {
     Decr(u64),
 }
 
+/// What became of an item offered to [`Shard::adopt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    Adopted,
+    /// The key is in L1 already, or changed since it was read.
+    Skipped,
+    /// There was no memory for it.
+    NoRoom,
+}
+
 /// How far a sweep of one stripe got.
 pub struct SweepProgress {
     pub removed: usize,
@@ -696,6 +706,55 @@ impl<P: EvictionPolicy> Shard<P> {
             removed,
             next: (position < self.slots.len() && !compacted).then_some(position),
         }
+    }
+
+    /// The visible item under `key`, without touching it: what the persistent tier is
+    /// told L1 now holds.
+    pub fn live(&self, hash: u64, key: &[u8], moment: &Moment) -> Option<&Slot> {
+        let slot = &self.slots[self.find(hash, key)? as usize];
+        moment.gone(slot).is_none().then_some(slot)
+    }
+
+    /// Puts an item read from the persistent tier into this stripe, unless the key is
+    /// here already or `still_current` says a newer change was queued since the read.
+    /// With `evict`, makes room as a store does; without, only takes free memory (and
+    /// reports [`Adoption::NoRoom`]). `data` is taken when the item goes in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        &mut self,
+        shared: &Shared,
+        hash: u64,
+        data: &mut Option<Box<[u8]>>,
+        key_len: usize,
+        meta: ItemMeta,
+        moment: &Moment,
+        prepaid: &mut Charge,
+        evict: bool,
+        still_current: impl Fn() -> bool,
+    ) -> Result<Adoption, Charge> {
+        let Some(item) = data.as_ref() else {
+            return Ok(Adoption::Skipped);
+        };
+        if self.find(hash, &item[..key_len]).is_some() || !still_current() {
+            return Ok(Adoption::Skipped);
+        }
+        let need = Charge {
+            bytes: item_cost(item.len()),
+            entries: 1,
+        };
+        if !shared.budget.can_ever_fit(need) {
+            return Ok(Adoption::NoRoom);
+        }
+        if evict {
+            self.make_room_keeping(shared, moment, need, prepaid, None)?;
+        } else if shared.budget.try_reserve(need).is_err() {
+            return Ok(Adoption::NoRoom);
+        }
+        let Some(item) = data.take() else {
+            return Ok(Adoption::Skipped);
+        };
+        self.link(shared, hash, Slot::item(item, key_len, meta));
+        Ok(Adoption::Adopted)
     }
 
     /// Drops every flushed item at once (an immediate `flush_all`), and gives the stripe's

@@ -1,0 +1,773 @@
+//! The persistent tier (L2): every change to the store also goes to a melange_db tree on
+//! disk, so the cache survives a restart and can hold more than its memory.
+//!
+//! # Write-behind
+//!
+//! A request never waits for the disk. Whatever a command leaves behind in L1 (a new
+//! item, a changed one, a deleted one) is copied, while the item's stripe is still
+//! locked, into a message on a crossbeam channel; one background thread, the *writer*
+//! (`writer`), takes the messages in order, applies them to melange_db in batches of up
+//! to `batch_size` (one atomic melange_db batch each, so repeated writes to one key
+//! cost one write), and fsyncs every `flush_interval`. The crash window is therefore
+//! the time a message waits in the queue plus at most one flush interval: about 100 ms
+//! with the defaults. With `sync_writes` a command waits, after releasing its lock,
+//! until its own write is fsynced.
+//!
+//! The queue is bounded by the bytes it holds (`queue_max_bytes`). When the disk cannot
+//! keep up, a command that would go past the bound waits for the writer to make room:
+//! the cache slows down to what the disk can take instead of dropping writes, because
+//! a dropped write would leave an older value on disk to be served later. `stats`
+//! counts those waits (`l2_queue_waits`) and the writer logs them.
+//!
+//! # Reading
+//!
+//! An L1 miss looks the key up in melange_db, from a handle of its own (melange_db's
+//! handles must not be used by two threads at once, so readers borrow clones from a
+//! pool), and puts what it finds into L1: a *promotion*, which writes nothing to disk.
+//! It must never bring back something older than what L1 last said about the key, so
+//! keys are spread over [`BUCKETS`] buckets, each counting the messages queued for it
+//! and the messages the writer has applied. A promotion reads the disk only when its
+//! bucket has nothing in flight, and inserts what it read only if, under the stripe
+//! lock, no message was queued for the bucket meanwhile and L1 still lacks the key.
+//! Otherwise it is a miss: the queued message carries the newer truth.
+//!
+//! # Faults
+//!
+//! melange_db reports some failures by panicking; every call into it runs under
+//! `catch_unwind`. Any failure (an I/O error, a panic, a corrupt record, the disk
+//! running within `min_free_disk` of full) puts the tier in a fault state: the writer
+//! keeps draining the queue without writing, reads stop, L1 keeps serving, and `stats`
+//! and the log say why. Since the disk then misses acknowledged writes, a `FAULT` file is
+//! left in the data directory, and the next start discards the stale contents.
+
+mod record;
+mod writer;
+
+use std::fs;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use record::{prefixed, Bookkeeping, ITEM_SPACE, MAX_PREFIXED_KEY};
+
+pub(crate) use record::ItemHeader;
+
+/// Buckets of in-flight write counters (see the module docs); a power of two.
+const BUCKETS: usize = 1 << 16;
+
+/// The name of the file that marks a data directory whose contents missed writes.
+const FAULT_FILE: &str = "FAULT";
+
+/// The melange_db tree type the tier uses.
+type Db = melange_db::Db<1024>;
+
+/// How the persistent tier is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2Config {
+    /// Where melange_db keeps its files; created if missing.
+    pub data_dir: PathBuf,
+    /// Bytes of keys and records the tier may hold; the oldest writes go first beyond it.
+    pub max_disk_bytes: u64,
+    /// Values at least this long are LZ4-compressed on disk when that makes them
+    /// smaller; `None` stores every value as given.
+    pub compress_from: Option<usize>,
+    /// How often written data is fsynced: the crash window.
+    pub flush_interval: Duration,
+    /// Most messages applied in one melange_db batch.
+    pub batch_size: usize,
+    /// Bytes of queued messages beyond which writers wait for the disk.
+    pub queue_max_bytes: usize,
+    /// A command returns only once its write is fsynced.
+    pub sync_writes: bool,
+    /// Discard the directory's contents at start-up.
+    pub clear_on_startup: bool,
+    /// Bytes of melange_db's own page cache.
+    pub cache_bytes: usize,
+    /// Writing stops (a fault) when the disk has less free space than this.
+    pub min_free_disk: u64,
+}
+
+impl L2Config {
+    /// The defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> L2Config {
+        L2Config {
+            data_dir: data_dir.into(),
+            max_disk_bytes: 1024 * 1024 * 1024,
+            compress_from: Some(256),
+            flush_interval: Duration::from_millis(100),
+            batch_size: 4096,
+            queue_max_bytes: 64 * 1024 * 1024,
+            sync_writes: false,
+            clear_on_startup: false,
+            cache_bytes: 32 * 1024 * 1024,
+            min_free_disk: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why the tier could not start.
+#[derive(Debug)]
+pub enum L2Error {
+    /// Another running process holds the directory.
+    InUse { dir: PathBuf },
+    /// The directory's database could not be opened or read.
+    Corrupt { dir: PathBuf, detail: String },
+    /// The directory could not be created, cleared or opened.
+    Io { dir: PathBuf, source: io::Error },
+}
+
+impl std::fmt::Display for L2Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            L2Error::InUse { dir } => write!(
+                f,
+                "data directory {} is in use by another running instance",
+                dir.display()
+            ),
+            L2Error::Corrupt { dir, detail } => write!(
+                f,
+                "data directory {} cannot be read ({detail}); start with --clear-on-startup \
+                 (or [melange_db] clear_on_startup = true) to discard its contents",
+                dir.display()
+            ),
+            L2Error::Io { dir, source } => {
+                write!(f, "data directory {}: {source}", dir.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for L2Error {}
+
+/// The tier's counters, for `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L2Stats {
+    pub items: u64,
+    /// Bytes of keys and records (what the disk limit counts).
+    pub bytes: u64,
+    /// The database's files on disk.
+    pub disk_bytes: u64,
+    pub limit_bytes: u64,
+    /// L1 misses that looked in L2.
+    pub reads: u64,
+    /// ... and found a live item there.
+    pub hits: u64,
+    /// Items promoted into L1 (by misses and by warm-up).
+    pub promotions: u64,
+    /// Items loaded into L1 by the start-up warm-up.
+    pub warmed: u64,
+    /// Messages applied (puts and deletes).
+    pub writes: u64,
+    pub batches: u64,
+    /// fsyncs.
+    pub flushes: u64,
+    pub queue_depth: u64,
+    pub queue_bytes: u64,
+    /// Times a command waited for room in the queue.
+    pub queue_waits: u64,
+    /// Messages not written because the tier is in a fault state.
+    pub dropped_writes: u64,
+    /// Items dropped to stay under the disk limit.
+    pub evictions: u64,
+    /// Expired or flushed items removed from disk.
+    pub reclaimed: u64,
+    /// Values stored LZ4-compressed.
+    pub compressed: u64,
+    pub errors: u64,
+    /// Whether the tier stopped writing after a fault.
+    pub faulted: bool,
+}
+
+/// A change for the writer, in the order commands made them.
+pub(crate) enum Message {
+    /// The key's item as L1 now holds it.
+    Put {
+        /// Key then value, as in L1.
+        data: Box<[u8]>,
+        key_len: usize,
+        header: ItemHeader,
+        bucket: u32,
+        done: Option<Sender<()>>,
+    },
+    /// L1 no longer holds the key.
+    Delete {
+        key: Box<[u8]>,
+        bucket: u32,
+        done: Option<Sender<()>>,
+    },
+    /// A `flush_all`: items stored at or before `time` (Unix seconds), or with a CAS
+    /// below `cas`, are gone once `time` has come.
+    Flush { floor: FlushFloor },
+    /// Apply everything before, fsync, and stop.
+    Stop,
+}
+
+impl Message {
+    /// Bytes the message holds, for the queue bound.
+    fn weight(&self) -> usize {
+        match self {
+            Message::Put { data, .. } => data.len() + 64,
+            Message::Delete { key, .. } => key.len() + 64,
+            Message::Flush { .. } | Message::Stop => 64,
+        }
+    }
+}
+
+/// memcached's flush state in Unix time: `flush_all` makes items stored at or before
+/// `time`, or given a CAS below `cas`, invisible once `time` is not in the future.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FlushFloor {
+    pub time: u32,
+    pub cas: u64,
+}
+
+impl FlushFloor {
+    fn hides(&self, header: &ItemHeader, now: u32) -> bool {
+        self.time != 0 && self.time <= now && (header.time <= self.time || header.cas < self.cas)
+    }
+}
+
+/// An item read from L2, ready to go into L1.
+pub(crate) struct Loaded {
+    pub data: Box<[u8]>,
+    pub flags: u32,
+    /// Unix times, as stored.
+    pub exptime: u32,
+    pub time: u32,
+    pub cas: u64,
+    /// The bucket's queued count when the read started: the promotion is void if it moved.
+    pub queued: u32,
+}
+
+/// State shared by the request threads and the writer.
+pub(crate) struct TierShared {
+    config: L2Config,
+    /// Per bucket: messages queued and messages applied (wrapping; only equality counts).
+    queued: Box<[AtomicU32]>,
+    applied: Box<[AtomicU32]>,
+    queue_bytes: AtomicUsize,
+    queue_depth: AtomicUsize,
+    room: Mutex<()>,
+    room_freed: Condvar,
+    faulted: AtomicBool,
+    fault_reason: Mutex<Option<String>>,
+    writer_running: AtomicBool,
+    /// The latest flush, as commands see it before the writer has stored it.
+    flush_time: AtomicU32,
+    flush_cas: AtomicU64,
+    counters: Counters,
+}
+
+/// Counters bumped off the hit path.
+#[derive(Default)]
+struct Counters {
+    items: AtomicU64,
+    bytes: AtomicU64,
+    reads: AtomicU64,
+    hits: AtomicU64,
+    promotions: AtomicU64,
+    warmed: AtomicU64,
+    writes: AtomicU64,
+    batches: AtomicU64,
+    flushes: AtomicU64,
+    queue_waits: AtomicU64,
+    dropped_writes: AtomicU64,
+    evictions: AtomicU64,
+    reclaimed: AtomicU64,
+    compressed: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl TierShared {
+    /// Records a fault: stops reads and disk writes, leaves the `FAULT` file, logs.
+    fn fault(&self, reason: String) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        if self.faulted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::error!(
+            "persistent tier: {reason}; writing to {} stopped, the cache goes on from memory",
+            self.config.data_dir.display()
+        );
+        let marker = self.config.data_dir.join(FAULT_FILE);
+        if let Err(error) = fs::write(&marker, format!("{reason}\n")) {
+            log::error!(
+                "persistent tier: cannot write {}: {error}; remove {} before the next start",
+                marker.display(),
+                self.config.data_dir.display()
+            );
+        }
+        *self.fault_reason.lock() = Some(reason);
+    }
+
+    /// Marks `count` messages of `bucket` applied and returns their room in the queue.
+    fn settle(&self, bucket: u32, weight: usize) {
+        self.applied[bucket as usize].fetch_add(1, Ordering::Release);
+        self.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        self.queue_bytes.fetch_sub(weight, Ordering::AcqRel);
+    }
+
+    /// Wakes commands waiting for room.
+    fn room_made(&self) {
+        let _guard = self.room.lock();
+        self.room_freed.notify_all();
+    }
+
+    fn flush_floor(&self) -> FlushFloor {
+        FlushFloor {
+            time: self.flush_time.load(Ordering::Acquire),
+            cas: self.flush_cas.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// The persistent tier of one store.
+pub(crate) struct Tier {
+    shared: Arc<TierShared>,
+    sender: Sender<Message>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Handles for readers: taken for one lookup, given back after.
+    readers: Mutex<Vec<Db>>,
+    /// Where reader handles are cloned from; never used for lookups itself.
+    origin: Mutex<Db>,
+    /// The largest CAS on disk when the tier opened.
+    pub max_cas: u64,
+}
+
+impl Tier {
+    /// Opens (or creates) the data directory and starts the writer.
+    pub fn open(config: L2Config) -> Result<Tier, L2Error> {
+        let dir = config.data_dir.clone();
+        let io_error = |source| L2Error::Io {
+            dir: dir.clone(),
+            source,
+        };
+        let fault_file = dir.join(FAULT_FILE);
+        if config.clear_on_startup || fault_file.exists() {
+            if !config.clear_on_startup {
+                let reason = fs::read_to_string(&fault_file).unwrap_or_default();
+                log::warn!(
+                    "persistent tier: {} missed writes in an earlier run ({}); discarding \
+                     its contents",
+                    dir.display(),
+                    reason.trim()
+                );
+            }
+            clear_dir(&dir).map_err(io_error)?;
+        }
+        fs::create_dir_all(&dir).map_err(io_error)?;
+        let db = open_db(&config)?;
+        let book = match guarded(|| db.get(record::BOOKKEEPING_KEY)) {
+            Ok(Some(bytes)) => Bookkeeping::decode(&bytes).map_err(|error| L2Error::Corrupt {
+                dir: dir.clone(),
+                detail: error.to_string(),
+            })?,
+            Ok(None) => Bookkeeping::default(),
+            Err(detail) => return Err(L2Error::Corrupt { dir, detail }),
+        };
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let shared = Arc::new(TierShared {
+            queued: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            applied: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            queue_bytes: AtomicUsize::new(0),
+            queue_depth: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            room_freed: Condvar::new(),
+            faulted: AtomicBool::new(false),
+            fault_reason: Mutex::new(None),
+            writer_running: AtomicBool::new(true),
+            flush_time: AtomicU32::new(book.flush_at),
+            flush_cas: AtomicU64::new(book.flush_cas),
+            counters: Counters {
+                items: AtomicU64::new(book.items),
+                bytes: AtomicU64::new(book.bytes),
+                ..Counters::default()
+            },
+            config,
+        });
+        let writer = writer::Writer::new(db.clone(), Arc::clone(&shared), receiver, book);
+        let handle = std::thread::Builder::new()
+            .name("rat-l2-writer".into())
+            .spawn(move || writer.run())
+            .map_err(io_error)?;
+        log::info!(
+            "persistent tier: {} holds {} items ({} bytes)",
+            dir.display(),
+            book.items,
+            book.bytes
+        );
+        Ok(Tier {
+            shared,
+            sender,
+            writer: Mutex::new(Some(handle)),
+            readers: Mutex::new(Vec::new()),
+            origin: Mutex::new(db),
+            max_cas: book.max_cas,
+        })
+    }
+
+    /// The bucket of a key's hash.
+    #[inline]
+    pub fn bucket(hash: u64) -> u32 {
+        (hash as usize & (BUCKETS - 1)) as u32
+    }
+
+    /// Counts a message for `bucket` as queued; called under the key's stripe lock, so
+    /// a promotion holding that lock sees it.
+    #[inline]
+    pub fn queued(&self, bucket: u32) -> u32 {
+        self.shared.queued[bucket as usize].load(Ordering::Acquire)
+    }
+
+    /// Queues a change (under the key's stripe lock, so that changes to one key queue in
+    /// the order they were made). Waits while the queue is full. With `sync_writes`,
+    /// returns what to wait on, after the lock is released, for the write to be durable.
+    pub fn send(&self, message: Message) -> Option<Receiver<()>> {
+        let (message, done) = self.with_completion(message);
+        if let Message::Put { bucket, .. } | Message::Delete { bucket, .. } = &message {
+            self.shared.queued[*bucket as usize].fetch_add(1, Ordering::Release);
+        }
+        let weight = message.weight();
+        self.wait_for_room(weight);
+        self.shared.queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.shared.queue_bytes.fetch_add(weight, Ordering::AcqRel);
+        if let Err(unsent) = self.sender.send(message) {
+            // The writer has stopped (the store is closing): nothing will be written.
+            self.shared
+                .counters
+                .dropped_writes
+                .fetch_add(1, Ordering::Relaxed);
+            if let Message::Put { bucket, .. } | Message::Delete { bucket, .. } = unsent.0 {
+                self.shared.settle(bucket, weight);
+            } else {
+                self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                self.shared.queue_bytes.fetch_sub(weight, Ordering::AcqRel);
+            }
+            return None;
+        }
+        done
+    }
+
+    /// With `sync_writes`, gives a put or delete a channel the writer signals once it
+    /// is fsynced.
+    fn with_completion(&self, message: Message) -> (Message, Option<Receiver<()>>) {
+        if !self.shared.config.sync_writes {
+            return (message, None);
+        }
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let message = match message {
+            Message::Put {
+                data,
+                key_len,
+                header,
+                bucket,
+                ..
+            } => Message::Put {
+                data,
+                key_len,
+                header,
+                bucket,
+                done: Some(sender),
+            },
+            Message::Delete { key, bucket, .. } => Message::Delete {
+                key,
+                bucket,
+                done: Some(sender),
+            },
+            other => return (other, None),
+        };
+        (message, Some(receiver))
+    }
+
+    fn wait_for_room(&self, weight: usize) {
+        let shared = &self.shared;
+        let limit = shared.config.queue_max_bytes;
+        let full = || {
+            let queued = shared.queue_bytes.load(Ordering::Acquire);
+            queued > 0 && queued + weight > limit && shared.writer_running.load(Ordering::Acquire)
+        };
+        if !full() {
+            return;
+        }
+        shared.counters.queue_waits.fetch_add(1, Ordering::Relaxed);
+        let mut guard = shared.room.lock();
+        while full() {
+            shared
+                .room_freed
+                .wait_for(&mut guard, Duration::from_millis(50));
+        }
+    }
+
+    /// Records a `flush_all` (Unix time of memcached's `oldest_live`, and `oldest_cas`).
+    pub fn flush(&self, time: u32, cas: u64) {
+        self.shared.flush_cas.store(cas, Ordering::Release);
+        self.shared.flush_time.store(time, Ordering::Release);
+        self.send(Message::Flush {
+            floor: FlushFloor { time, cas },
+        });
+    }
+
+    /// Looks `key` up on disk for a promotion. `None` when it is not there, expired,
+    /// flushed, or when its bucket has writes in flight (see the module docs).
+    pub fn load(&self, hash: u64, key: &[u8]) -> Option<Loaded> {
+        let shared = &self.shared;
+        if shared.faulted.load(Ordering::Acquire) {
+            return None;
+        }
+        let bucket = Tier::bucket(hash) as usize;
+        let queued = shared.queued[bucket].load(Ordering::Acquire);
+        if shared.applied[bucket].load(Ordering::Acquire) != queued {
+            return None;
+        }
+        shared.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let db = self.reader();
+        let mut buffer = [0; MAX_PREFIXED_KEY];
+        let found = guarded(|| db.get(prefixed(&mut buffer, ITEM_SPACE, key)));
+        self.readers.lock().push(db);
+        let record = match found {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
+            Err(error) => {
+                shared.fault(format!("reading from melange_db failed: {error}"));
+                return None;
+            }
+        };
+        let (header, data) = match record::decode(&record, key) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                shared.fault(format!("{error} under a key of {} bytes", key.len()));
+                return None;
+            }
+        };
+        let now = unix_now();
+        if (header.exptime != 0 && header.exptime <= now)
+            || shared.flush_floor().hides(&header, now)
+        {
+            return None;
+        }
+        shared.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Some(Loaded {
+            data,
+            flags: header.flags,
+            exptime: header.exptime,
+            time: header.time,
+            cas: header.cas,
+            queued,
+        })
+    }
+
+    /// Counts a promotion into L1.
+    pub fn promoted(&self, warm_up: bool) {
+        let counters = &self.shared.counters;
+        counters.promotions.fetch_add(1, Ordering::Relaxed);
+        if warm_up {
+            counters.warmed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The keys on disk, most recently written first (for warming L1), in chunks.
+    pub fn recent_keys(&self, before_seq: u64, limit: usize) -> Vec<(u64, Box<[u8]>)> {
+        if self.shared.faulted.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let db = self.reader();
+        let keys = guarded(|| {
+            let mut keys = Vec::with_capacity(limit);
+            let range = record::order_key(0)..record::order_key(before_seq);
+            for entry in db.range(range).rev().take(limit) {
+                let (order, key) = entry?;
+                if let Some(seq) = record::order_seq(&order) {
+                    keys.push((seq, Box::from(&*key)));
+                }
+            }
+            Ok(keys)
+        });
+        self.readers.lock().push(db);
+        keys.unwrap_or_else(|error| {
+            self.shared
+                .fault(format!("reading the write order failed: {error}"));
+            Vec::new()
+        })
+    }
+
+    fn reader(&self) -> Db {
+        if let Some(db) = self.readers.lock().pop() {
+            return db;
+        }
+        self.origin.lock().clone()
+    }
+
+    pub fn stats(&self) -> L2Stats {
+        let shared = &self.shared;
+        let counters = &shared.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        L2Stats {
+            items: load(&counters.items),
+            bytes: load(&counters.bytes),
+            disk_bytes: dir_size(&shared.config.data_dir),
+            limit_bytes: shared.config.max_disk_bytes,
+            reads: load(&counters.reads),
+            hits: load(&counters.hits),
+            promotions: load(&counters.promotions),
+            warmed: load(&counters.warmed),
+            writes: load(&counters.writes),
+            batches: load(&counters.batches),
+            flushes: load(&counters.flushes),
+            queue_depth: shared.queue_depth.load(Ordering::Relaxed) as u64,
+            queue_bytes: shared.queue_bytes.load(Ordering::Relaxed) as u64,
+            queue_waits: load(&counters.queue_waits),
+            dropped_writes: load(&counters.dropped_writes),
+            evictions: load(&counters.evictions),
+            reclaimed: load(&counters.reclaimed),
+            compressed: load(&counters.compressed),
+            errors: load(&counters.errors),
+            faulted: shared.faulted.load(Ordering::Acquire),
+        }
+    }
+
+    /// Why the tier stopped writing, if it did.
+    pub fn fault_reason(&self) -> Option<String> {
+        self.shared.fault_reason.lock().clone()
+    }
+
+    /// Applies everything queued, fsyncs, and stops the writer. Later changes are not
+    /// written. Safe to call more than once.
+    pub fn close(&self) {
+        let Some(handle) = self.writer.lock().take() else {
+            return;
+        };
+        // A send only fails when the writer is already gone.
+        let _ = self.sender.send(Message::Stop);
+        if handle.join().is_err() {
+            self.shared.fault("the writer thread panicked".to_string());
+        }
+        self.readers.lock().clear();
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Runs a melange_db call, turning a panic into an error.
+fn guarded<T>(call: impl FnOnce() -> io::Result<T>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(panic) => Err(panic_message(&panic)),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        format!("melange_db panicked: {text}")
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        format!("melange_db panicked: {text}")
+    } else {
+        "melange_db panicked".to_string()
+    }
+}
+
+fn open_db(config: &L2Config) -> Result<Db, L2Error> {
+    let dir = &config.data_dir;
+    let melange_config = melange_db::Config::new()
+        .path(dir)
+        // The writer fsyncs on its own schedule: melange_db's flusher thread would abort
+        // the process on a write error.
+        .flush_every_ms(None)
+        .cache_capacity_bytes(config.cache_bytes);
+    match catch_unwind(AssertUnwindSafe(|| melange_config.open::<1024>())) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) if is_lock_conflict(&error) => Err(L2Error::InUse { dir: dir.clone() }),
+        Ok(Err(error)) if error.kind() == io::ErrorKind::PermissionDenied => Err(L2Error::Io {
+            dir: dir.clone(),
+            source: error,
+        }),
+        Ok(Err(error)) => Err(L2Error::Corrupt {
+            dir: dir.clone(),
+            detail: error.to_string(),
+        }),
+        Err(panic) => Err(L2Error::Corrupt {
+            dir: dir.clone(),
+            detail: panic_message(&panic),
+        }),
+    }
+}
+
+/// Whether opening failed because another process holds the directory's lock.
+fn is_lock_conflict(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock || error.to_string().contains("lock")
+}
+
+/// Removes everything in `dir` (keeping the directory itself, which may be a mount).
+fn clear_dir(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_size(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The current Unix time in seconds, as the tier stores times.
+pub(crate) fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX)
+        })
+}
+
+/// Free bytes on the file system holding `dir`, where the platform tells.
+#[cfg(unix)]
+fn free_disk_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stats` is written by statvfs before use.
+    let result = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+    if result != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled `stats`.
+    let stats = unsafe { stats.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_disk_bytes(_dir: &Path) -> Option<u64> {
+    None
+}
