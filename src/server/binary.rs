@@ -685,7 +685,6 @@ mod tests {
 #[cfg(test)]
 mod auth_tests {
     use super::*;
-    use crate::config::Settings;
     use crate::protocol::binary::{opcode, Header, HEADER_LEN, REQUEST_MAGIC};
     use crate::server::auth::Credentials;
     use std::sync::atomic::Ordering;
