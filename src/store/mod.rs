@@ -526,9 +526,7 @@ impl Store {
                     read.take().map(|read| read(view))
                 })
                 .flatten();
-            if result.is_some() {
-                durable = self.journal(&shard, hash, key, &moment);
-            }
+            durable = self.journal(&shard, hash, key, &moment, result.is_some());
             result
         });
         await_durable(durable);
@@ -599,9 +597,8 @@ impl Store {
         let mut durable = None;
         let outcome = self.with_room(hash, |shard, moment, prepaid| {
             let outcome = shard.store(&self.shared, hash, &mut request, moment, prepaid)?;
-            if outcome.0 == StoreOutcome::Stored {
-                durable = self.journal(shard, hash, key, moment);
-            }
+            let stored = outcome.0 == StoreOutcome::Stored;
+            durable = self.journal(shard, hash, key, moment, stored);
             Ok(outcome)
         });
         await_durable(durable);
@@ -656,9 +653,7 @@ impl Store {
                     &mut read,
                 )
                 .unwrap_or(None);
-            if changed.get() {
-                durable = self.journal(&shard, hash, key, &moment);
-            }
+            durable = self.journal(&shard, hash, key, &moment, changed.get());
             result
         } else {
             self.with_room(hash, |shard, moment, prepaid| {
@@ -672,9 +667,7 @@ impl Store {
                     bump,
                     &mut read,
                 )?;
-                if changed.get() {
-                    durable = self.journal(shard, hash, key, moment);
-                }
+                durable = self.journal(shard, hash, key, moment, changed.get());
                 Ok(result)
             })
             .flatten()
@@ -741,13 +734,16 @@ impl Store {
                     prepaid,
                 )? {
                     Ok(done) => done,
-                    Err(error) => return Ok(Err(error)),
+                    Err(error) => {
+                        durable = self.journal(shard, hash, key, moment, false);
+                        return Ok(Err(error));
+                    }
                 };
                 let read = read
                     .take()
                     .expect("with_room stops after the first success");
                 let result = shard.after_arith(&self.shared, moment, &done, read);
-                durable = self.journal(shard, hash, key, moment);
+                durable = self.journal(shard, hash, key, moment, true);
                 Ok(Ok(result))
             })
             .unwrap_or(Err(DeltaError::NoMemory));
@@ -778,11 +774,10 @@ impl Store {
         let moment = self.moment();
         let mut shard = self.stripe(hash).lock();
         let outcome = shard.delete(&self.shared, hash, key, &moment, deletion);
-        if matches!(outcome, DeleteOutcome::Deleted | DeleteOutcome::Invalidated) {
-            let durable = self.journal(&shard, hash, key, &moment);
-            drop(shard);
-            await_durable(durable);
-        }
+        let changed = matches!(outcome, DeleteOutcome::Deleted | DeleteOutcome::Invalidated);
+        let durable = self.journal(&shard, hash, key, &moment, changed);
+        drop(shard);
+        await_durable(durable);
         outcome
     }
 
@@ -793,11 +788,9 @@ impl Store {
         let moment = self.moment();
         let mut shard = self.stripe(hash).lock();
         let touched = shard.touch(&self.shared, hash, key, exptime, &moment);
-        if touched {
-            let durable = self.journal(&shard, hash, key, &moment);
-            drop(shard);
-            await_durable(durable);
-        }
+        let durable = self.journal(&shard, hash, key, &moment, touched);
+        drop(shard);
+        await_durable(durable);
         touched
     }
 
@@ -950,17 +943,34 @@ impl Store {
         let hash = self.shared.hash(key);
         let mut shard = self.stripe(hash).lock();
         shard.remove(&self.shared, hash, key);
-        let durable = self.journal(&shard, hash, key, &self.moment());
+        let durable = self.journal(&shard, hash, key, &self.moment(), true);
         drop(shard);
         await_durable(durable);
     }
 
-    /// Tells the persistent tier, if any, what L1 now holds under `key`. Called with
-    /// the key's stripe locked, so one key's changes reach the tier in order.
-    fn journal(&self, shard: &Shard, hash: u64, key: &[u8], moment: &Moment) -> Durable {
+    /// Tells the persistent tier, if any, what L1 now holds under `key`, after a
+    /// command that `changed` it. Called with the key's stripe locked, so one key's
+    /// changes reach the tier in order.
+    ///
+    /// A command that found no item changed nothing, but when writes to the key may
+    /// still be in flight (the item was evicted before they reached the disk), the
+    /// tier is told the key is absent too: otherwise a value the client was just told
+    /// does not exist would appear once those writes land.
+    fn journal(
+        &self,
+        shard: &Shard,
+        hash: u64,
+        key: &[u8],
+        moment: &Moment,
+        changed: bool,
+    ) -> Durable {
         let tier = self.tier.as_ref()?;
         let bucket = Tier::bucket(hash);
-        let message = match shard.live(hash, key, moment) {
+        let live = shard.live(hash, key, moment);
+        if !changed && (live.is_some() || !tier.in_flight(bucket)) {
+            return None;
+        }
+        let message = match live {
             Some(slot) => Message::Put {
                 data: Box::from(slot.data()),
                 key_len: key.len(),

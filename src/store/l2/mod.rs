@@ -426,6 +426,14 @@ impl Tier {
         self.shared.queued[bucket as usize].load(Ordering::Acquire)
     }
 
+    /// Whether messages for `bucket` are queued and not yet applied.
+    #[inline]
+    pub fn in_flight(&self, bucket: u32) -> bool {
+        let bucket = bucket as usize;
+        self.shared.queued[bucket].load(Ordering::Acquire)
+            != self.shared.applied[bucket].load(Ordering::Acquire)
+    }
+
     /// Queues a change (under the key's stripe lock, so that changes to one key queue in
     /// the order they were made). Waits while the queue is full. With `sync_writes`,
     /// returns what to wait on, after the lock is released, for the write to be durable.
@@ -771,3 +779,6 @@ fn free_disk_bytes(dir: &Path) -> Option<u64> {
 fn free_disk_bytes(_dir: &Path) -> Option<u64> {
     None
 }
+
+#[cfg(test)]
+mod tests;

@@ -318,9 +318,15 @@ impl Writer {
         }
     }
 
-    /// Drops the oldest writes until the tier is within `max_disk_bytes`.
+    /// Once the tier is over `max_disk_bytes`, drops the oldest writes until it is a
+    /// tenth below, so that it is not back over the limit after the next few writes.
     fn evict_over_limit(&mut self) -> Result<(), String> {
-        while self.book.bytes > self.shared.config.max_disk_bytes {
+        let limit = self.shared.config.max_disk_bytes;
+        if self.book.bytes <= limit {
+            return Ok(());
+        }
+        let target = limit - limit / 10;
+        while self.book.bytes > target {
             let oldest: Vec<_> = guarded(|| {
                 self.db
                     .range(order_key(0)..=order_key(u64::MAX))
@@ -335,6 +341,9 @@ impl Writer {
             }
             let mut staged = Staged::default();
             for (order, key) in oldest {
+                if self.book.bytes <= target {
+                    break;
+                }
                 staged.batch.remove(order.clone());
                 let seq = order_seq(&order);
                 let mut buffer = [0; MAX_PREFIXED_KEY];
