@@ -455,3 +455,67 @@ fn sync_writes_are_durable_when_the_command_returns() {
     assert_eq!((stats.writes, stats.queue_depth), (1, 0));
     assert!(stats.flushes >= 1, "{stats:?}");
 }
+
+#[test]
+fn a_full_queue_makes_writers_wait_and_loses_nothing() {
+    let dir = DataDir::new();
+    let store = Arc::new(
+        Store::open(
+            l1(64 << 20),
+            L2Config {
+                queue_max_bytes: 16 * 1024,
+                ..l2(&dir)
+            },
+        )
+        .unwrap(),
+    );
+    let writers: Vec<_> = (0..2u64)
+        .map(|thread_id| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                for i in 0..500u64 {
+                    let key = format!("q{thread_id}:{i}").into_bytes();
+                    set(&store, &key, 0, &value(i, 2000, false));
+                    let queued = store.l2_stats().unwrap().queue_bytes;
+                    // Each writer may take the last room at once: one message each
+                    // past the bound, never more.
+                    assert!(queued <= 16 * 1024 + 2 * 2100, "{queued} bytes queued");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    store.close();
+    let stats = store.l2_stats().unwrap();
+    assert!(stats.queue_waits > 0, "{stats:?}");
+    assert_eq!((stats.items, stats.dropped_writes), (1000, 0), "{stats:?}");
+}
+
+#[test]
+fn a_nearly_full_disk_stops_writing_but_not_serving() {
+    let dir = DataDir::new();
+    let store = Store::open(
+        l1(64 << 20),
+        L2Config {
+            // No disk has this much free: the writer's first check trips.
+            min_free_disk: u64::MAX,
+            ..l2(&dir)
+        },
+    )
+    .unwrap();
+    set(&store, b"before", 0, b"1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store.l2_stats().unwrap().faulted {
+        assert!(Instant::now() < deadline, "the disk check never ran");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.l2_fault().unwrap().contains("free on the disk"));
+    set(&store, b"after", 0, b"2");
+    assert_eq!(fetch(&store, b"after").unwrap().0, b"2");
+    assert_eq!(fetch(&store, b"before").unwrap().0, b"1");
+    settle(&store);
+    assert!(store.l2_stats().unwrap().dropped_writes >= 1);
+    assert!(dir.path().join(FAULT_FILE).exists());
+}

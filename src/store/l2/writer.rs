@@ -30,6 +30,8 @@ use super::{free_disk_bytes, guarded, unix_now, Db, FlushFloor, Message, TierSha
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Items looked at per maintenance tick for expiry and flushes.
 const SWEEP_CHUNK: usize = 4096;
+/// How long the writer lets messages gather after the first one of a batch.
+const GATHER_TIME: Duration = Duration::from_millis(5);
 /// Items dropped per step when over the disk limit.
 const EVICTION_CHUNK: usize = 256;
 
@@ -100,6 +102,11 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stopping = true,
+            }
+            if taken > 0 && !stopping && self.receiver.len() < config.batch_size {
+                // Let a batch gather: one melange_db batch costs about as much as a
+                // few dozen single writes, and the crash window allows the wait.
+                std::thread::sleep(GATHER_TIME.min(config.flush_interval / 4));
             }
             while !stopping && taken < config.batch_size {
                 let Ok(message) = self.receiver.try_recv() else {
