@@ -197,12 +197,48 @@ mod process {
         TerminationSignals
     }
 
-    /// Ctrl-C handling on Windows comes with the persistent tier's clean
-    /// shutdown; until then the default handler ends the process.
+    /// What Ctrl-C runs: taken once, by the first console event.
+    static ON_STOP: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>> =
+        std::sync::Mutex::new(None);
+
+    /// Runs `stop` on Ctrl-C, Ctrl-Break or the console window closing, so the
+    /// server stops as on SIGTERM elsewhere: replies finish and the persistent
+    /// tier is written out.
     pub fn on_termination_signal(
         _signals: TerminationSignals,
-        _stop: impl FnOnce() + Send + 'static,
+        stop: impl FnOnce() + Send + 'static,
     ) {
+        use windows_sys::Win32::System::Console::SetConsoleCtrlHandler;
+        if let Ok(mut slot) = ON_STOP.lock() {
+            *slot = Some(Box::new(stop));
+        }
+        // SAFETY: `console_event` is a valid handler for the whole life of the process.
+        if unsafe { SetConsoleCtrlHandler(Some(console_event), 1) } == 0 {
+            log::warn!(
+                "cannot catch Ctrl-C: {}; it will end the process without a clean stop",
+                io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// Called by Windows on its own thread for each console event.
+    unsafe extern "system" fn console_event(event: u32) -> windows_sys::core::BOOL {
+        use windows_sys::Win32::System::Console::{
+            CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_C_EVENT,
+        };
+        if !matches!(event, CTRL_C_EVENT | CTRL_BREAK_EVENT | CTRL_CLOSE_EVENT) {
+            return 0;
+        }
+        let stop = ON_STOP.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(stop) = stop {
+            stop();
+        }
+        if event == CTRL_CLOSE_EVENT {
+            // Windows ends the process when this returns; give the clean stop the
+            // few seconds Windows allows.
+            std::thread::sleep(std::time::Duration::from_secs(4));
+        }
+        1
     }
 
     pub fn daemonize() -> io::Result<()> {
