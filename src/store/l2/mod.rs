@@ -526,7 +526,9 @@ impl Tier {
     /// flushed, or when its bucket has writes in flight (see the module docs).
     pub fn load(&self, hash: u64, key: &[u8]) -> Option<Loaded> {
         let shared = &self.shared;
-        if shared.faulted.load(Ordering::Acquire) {
+        // After a fault or a close, the disk no longer follows L1.
+        if shared.faulted.load(Ordering::Acquire) || !shared.writer_running.load(Ordering::Acquire)
+        {
             return None;
         }
         let bucket = Tier::bucket(hash) as usize;

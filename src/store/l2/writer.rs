@@ -199,6 +199,8 @@ impl Writer {
                 self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 self.book.flush_at = floor.time;
                 self.book.flush_cas = floor.cas;
+                // The flush took a CAS value too; a restarted store must not hand it out.
+                self.book.max_cas = self.book.max_cas.max(floor.cas);
                 staged.changed = true;
             }
             Message::Stop => return true,
