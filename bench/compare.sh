@@ -7,9 +7,14 @@
 #   --seconds S          length of one round [10]
 #   --threads "1 2"      server thread counts to compare, each a separate table ["1 2"]
 #   --gen-threads N      load generator threads [1]
-#   --servers "..."      which of memcached rat_memcached rat_canned to run [all three]
+#   --servers "..."      which of memcached rat_memcached rat_memcached_l2 rat_canned to run
+#                        [memcached rat_memcached rat_canned]; rat_memcached_l2 is
+#                        rat_memcached with its persistent tier on (--data-dir in --out)
 #   --protocols "..."    wire protocols to load each server with: text meta binary [text]
 #   --rss-items N        items stored for the memory measurement, 0 to skip it [1000000]
+#   --restart-items N    persistence: store N items in rat_memcached_l2, stop it, start it
+#                        again, and time the stop, the first reply and the warm-up, then
+#                        read every item back verified; 0 to skip it [0]
 #   --no-build           use the binaries already built
 #   --out DIR            keep the raw JSON results in DIR [a temporary directory]
 # environment:
@@ -28,6 +33,7 @@ GEN_THREADS=1
 SERVERS="memcached rat_memcached rat_canned"
 PROTOCOLS="text"
 RSS_ITEMS=1000000
+RESTART_ITEMS=0
 BUILD=1
 OUT=""
 
@@ -48,6 +54,7 @@ while [[ $# -gt 0 ]]; do
         --servers) SERVERS=$2; shift 2 ;;
         --protocols) PROTOCOLS=$2; shift 2 ;;
         --rss-items) RSS_ITEMS=$2; shift 2 ;;
+        --restart-items) RESTART_ITEMS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -69,7 +76,7 @@ mkdir -p "$OUT"
 
 if [[ $BUILD == 1 ]]; then
     (cd "$ROOT" && cargo build --release --quiet -p rat_memcache_bench)
-    if [[ -z ${RAT_MEMCACHED:-} && " $SERVERS " == *" rat_memcached "* ]]; then
+    if [[ -z ${RAT_MEMCACHED:-} && " $SERVERS " == *" rat_memcached"* ]]; then
         (cd "$ROOT" && cargo build --release --quiet --bin rat_memcached)
     fi
 fi
@@ -153,6 +160,12 @@ server_command() {
         rat_memcached)
             COMMAND=("$RAT_MEMCACHED" -p "$port" -l 127.0.0.1 -U 0 -t "$threads" -m "$MEMORY_MB" -c 4096)
             ;;
+        rat_memcached_l2)
+            # A fresh data directory per start unless L2_DIR names one to reuse.
+            local dir=${L2_DIR:-$OUT/l2-$port}
+            COMMAND=("$RAT_MEMCACHED" -p "$port" -l 127.0.0.1 -U 0 -t "$threads" -m "$MEMORY_MB" -c 4096
+                --data-dir "$dir")
+            ;;
         rat_canned)
             COMMAND=("$CANNED" -p "$port" -t "$threads" --value-size "$VALUE_SIZE")
             ;;
@@ -210,8 +223,8 @@ for threads in $THREAD_COUNTS; do
     declare -A PORT=() PID=()
     running=()
     for name in $SERVERS; do
-        if [[ $name == rat_memcached && ! -x $RAT_MEMCACHED ]]; then
-            echo "rat_memcached: $RAT_MEMCACHED not found, skipped"
+        if [[ $name == rat_memcached* && ! -x $RAT_MEMCACHED ]]; then
+            echo "$name: $RAT_MEMCACHED not found, skipped"
             continue
         fi
         port=$(free_port)
@@ -269,11 +282,11 @@ for threads in $THREAD_COUNTS; do
     done
 
     # Requests/s and p99 of every protocol side by side, one row per server.
-    printf '%-15s' server
+    printf '%-17s' server
     for protocol in $PROTOCOLS; do printf ' %12s %10s' "$protocol req/s" "p99 us"; done
     echo
     for name in "${running[@]}"; do
-        printf '%-15s' "$name"
+        printf '%-17s' "$name"
         for protocol in $PROTOCOLS; do
             if [[ -n ${RPS[$name/$protocol]:-} ]]; then
                 printf ' %12.0f %10.1f' "${RPS[$name/$protocol]}" "${P99[$name/$protocol]}"
@@ -287,11 +300,11 @@ for threads in $THREAD_COUNTS; do
     # Ratios of requests/s: against memcached and rat_canned over the same protocol, and
     # against the same server over the text protocol.
     echo
-    printf '%-15s %-8s %13s %10s %9s %14s\n' server protocol "vs memcached" "vs canned" "vs text" "generator CPU"
+    printf '%-17s %-8s %13s %10s %9s %14s\n' server protocol "vs memcached" "vs canned" "vs text" "generator CPU"
     for name in "${running[@]}"; do
         for protocol in $PROTOCOLS; do
             [[ -n ${RPS[$name/$protocol]:-} ]] || continue
-            printf '%-15s %-8s %13s %10s %9s %13.0f%%\n' "$name" "$protocol" \
+            printf '%-17s %-8s %13s %10s %9s %13.0f%%\n' "$name" "$protocol" \
                 "$(ratio "${RPS[$name/$protocol]}" "${RPS[memcached/$protocol]:-0}")" \
                 "$(ratio "${RPS[$name/$protocol]}" "${RPS[rat_canned/$protocol]:-0}")" \
                 "$(ratio "${RPS[$name/$protocol]}" "${RPS[$name/text]:-0}")" \
@@ -307,10 +320,10 @@ done
 if (( RSS_ITEMS > 0 )); then
     echo
     echo "== memory: RSS idle and after storing $RSS_ITEMS items of $VALUE_SIZE bytes (-m $MEMORY_MB)"
-    printf '%-15s %12s %12s %10s %15s\n' server "idle KiB" "full KiB" items "bytes/item"
+    printf '%-17s %12s %12s %10s %15s\n' server "idle KiB" "full KiB" items "bytes/item"
     for name in $SERVERS; do
         [[ $name == rat_canned ]] && continue
-        if [[ $name == rat_memcached && ! -x $RAT_MEMCACHED ]]; then
+        if [[ $name == rat_memcached* && ! -x $RAT_MEMCACHED ]]; then
             continue
         fi
         port=$(free_port)
@@ -331,8 +344,53 @@ if (( RSS_ITEMS > 0 )); then
         full=$(rss_kib "$SERVER_PID")
         items=$(stats_field "$port" curr_items)
         [[ -n $items ]] || items=$RSS_ITEMS
-        printf '%-15s %12d %12d %10d %15s\n' "$name" "$idle" "$full" "$items" \
+        printf '%-17s %12d %12d %10d %15s\n' "$name" "$idle" "$full" "$items" \
             "$(awk -v a="$full" -v b="$idle" -v n="$items" 'BEGIN { if (n > 0) printf "%.1f", (a - b) * 1024 / n; else print "-" }')"
         stop_server "$SERVER_PID"
     done
+fi
+
+# --- persistence: stop, restart, warm-up ----------------------------------------------
+
+# now_ms: the clock in milliseconds.
+now_ms() { date +%s%3N; }
+
+if (( RESTART_ITEMS > 0 )); then
+    echo
+    echo "== persistence: $RESTART_ITEMS items of $VALUE_SIZE bytes through a clean restart (-m $MEMORY_MB)"
+    L2_DIR=$OUT/l2-restart
+    rm -rf "$L2_DIR"
+    port=$(free_port)
+    server_command rat_memcached_l2 "$port" 2
+    start_server rat_memcached_l2-restart "$port" "" "${COMMAND[@]}"
+    "$LOADGEN" --server "127.0.0.1:$port" --fill --keys "$RESTART_ITEMS" --value-size "$VALUE_SIZE" \
+        --conns "$CONNS" --pipeline 16 --json >"$OUT/restart-fill.json"
+    echo "fill:          $(json_field "$OUT/restart-fill.json" requests_per_s | awk '{ printf "%.0f", $1 }') sets/s"
+    full=$(rss_kib "$SERVER_PID")
+    stopping=$(now_ms)
+    stop_server "$SERVER_PID"
+    echo "clean stop:    $(($(now_ms) - stopping)) ms (queue drained and fsynced), RSS before it $full KiB"
+    echo "on disk:       $(du -sk "$L2_DIR" | cut -f1) KiB"
+    starting=$(now_ms)
+    start_server rat_memcached_l2-restart "$port" "" "${COMMAND[@]}"
+    first_reply=$(( $(now_ms) - starting ))
+    stats_field "$port" curr_items >/dev/null
+    echo "first reply:   $first_reply ms after the start (port open, stats answered)"
+    last=-1
+    while :; do
+        warmed=$(stats_field "$port" l2_warmed)
+        [[ $warmed == "$last" ]] && break
+        last=$warmed
+        sleep 0.5
+    done
+    echo "warm-up:       $warmed items in memory after $(( $(now_ms) - starting - 500 )) ms; RSS $(rss_kib "$SERVER_PID") KiB"
+    # Every value is derived from its key: --verify checks each byte.
+    if "$LOADGEN" --server "127.0.0.1:$port" --set-ratio 0:1 --keys "$RESTART_ITEMS" --value-size "$VALUE_SIZE" \
+        --requests "$RESTART_ITEMS" --verify --conns "$CONNS" --json >"$OUT/restart-read.json" 2>"$OUT/restart-read.err"; then
+        echo "read back:     $(json_field "$OUT/restart-read.json" hits) hits, $(json_field "$OUT/restart-read.json" misses) misses of $RESTART_ITEMS random gets, values verified"
+    else
+        echo "read back:     FAILED: $(cat "$OUT/restart-read.err")"
+    fi
+    stop_server "$SERVER_PID"
+    unset L2_DIR
 fi
