@@ -667,10 +667,10 @@ Behaviour:
 Persistence (L2 on melange_db):
       --data-dir=<dir>          keep a copy of the cache in a melange_db database in
                                 <dir>, so it survives restarts (turns the L2 tier on)
-      --max-disk-size=<mb>      disk budget of the database in megabytes
-                                (default: {disk})
+      --max-disk-size=<mb>      disk budget of the database in megabytes; the oldest
+                                writes are dropped beyond it (default: {disk})
       --l2-flush-ms=<ms>        fsync written data every <ms> milliseconds, 1-{flush_max}:
-                                the most a crash can lose (default: {flush})
+                                a crash loses about the last <ms> of writes (default: {flush})
       --sync-writes             fsync every write before acknowledging it
                                 (default: off, writes are flushed every --l2-flush-ms)
       --clear-on-startup        empty the database at startup (default: off)
