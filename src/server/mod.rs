@@ -1,10 +1,12 @@
 //! The `rat_memcached` server: the reactor, the protocol and the store joined.
 //!
-//! [`run`] builds the store from the settings, starts the reactor with a
-//! [`ProtocolSession`](protocol::ProtocolSession) per connection (text or
-//! binary, decided by its first byte) and a background
-//! thread that sweeps expired items, and returns when a client's `shutdown`
-//! (enabled with `-A`) stops the reactor.
+//! [`Server::start`] builds the store from the settings (opening its persistent
+//! tier when there is a data directory), starts the reactor with a
+//! `ProtocolSession` per connection (text or binary, decided by its first byte),
+//! a background thread that sweeps expired items and, with a persistent tier, one
+//! that warms memory up from disk. [`Server::wait`] returns once a signal or a
+//! client's `shutdown` (enabled with `-A`) stopped the reactor and the persistent
+//! tier has written out its queue.
 
 mod auth;
 mod binary;
@@ -14,8 +16,7 @@ mod protocol;
 mod session;
 mod stats;
 
-use crate::config::L2Settings;
-use crate::config::Settings;
+use crate::config::{L2Settings, Settings};
 use crate::reactor::{
     ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
     UnixEndpoint,

@@ -2,7 +2,7 @@
 //!
 //! A stripe tells its policy about every item that enters, is read or leaves, and asks it
 //! for a victim when the store needs room. Policies keep their per-item state in the
-//! [`Links`](super::item::Links) and the accessed bit of each [`Slot`], so they allocate
+//! [`Links`] and the accessed bit of each [`Slot`], so they allocate
 //! nothing per item and work under the stripe lock that is already held.
 //!
 //! [`Lru`] is the policy in use: an intrusive doubly-linked list, newest at the head, the
