@@ -62,6 +62,9 @@ pub(crate) use record::ItemHeader;
 /// Buckets of in-flight write counters (see the module docs); a power of two.
 const BUCKETS: usize = 1 << 16;
 
+/// Waits for queue room are logged at most this often.
+const WAIT_LOG_INTERVAL_SECS: u32 = 10;
+
 /// The name of the file that marks a data directory whose contents missed writes.
 const FAULT_FILE: &str = "FAULT";
 
@@ -259,6 +262,8 @@ pub(crate) struct TierShared {
     faulted: AtomicBool,
     fault_reason: Mutex<Option<String>>,
     writer_running: AtomicBool,
+    /// When a wait for queue room was last logged (Unix seconds).
+    last_wait_logged: AtomicU32,
     /// The latest flush, as commands see it before the writer has stored it.
     flush_time: AtomicU32,
     flush_cas: AtomicU64,
@@ -383,6 +388,7 @@ impl Tier {
             faulted: AtomicBool::new(false),
             fault_reason: Mutex::new(None),
             writer_running: AtomicBool::new(true),
+            last_wait_logged: AtomicU32::new(0),
             flush_time: AtomicU32::new(book.flush_at),
             flush_cas: AtomicU64::new(book.flush_cas),
             counters: Counters {
@@ -505,6 +511,20 @@ impl Tier {
             return;
         }
         shared.counters.queue_waits.fetch_add(1, Ordering::Relaxed);
+        let now = unix_now();
+        let last = shared.last_wait_logged.load(Ordering::Relaxed);
+        if now >= last.saturating_add(WAIT_LOG_INTERVAL_SECS)
+            && shared
+                .last_wait_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(
+                "persistent tier: the disk is not keeping up; {} MB of writes are queued and \
+                 commands wait for room (l2_queue_waits in stats counts them)",
+                shared.queue_bytes.load(Ordering::Relaxed) >> 20
+            );
+        }
         let mut guard = shared.room.lock();
         while full() {
             shared
