@@ -623,3 +623,217 @@ impl UdpClient {
         datagrams
     }
 }
+
+/// A directory of its own under the system temp directory, removed with everything in it
+/// when dropped, so a test that keeps data on disk leaves nothing behind.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `<temp>/<label>-<pid>-<n>`, empty.
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("create temp dir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("temp dir path is UTF-8")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Starts `rat_memcached` keeping its cache in `data_dir` (`--data-dir DIR <extra>`).
+pub fn start_rat_with_data_dir(data_dir: &TempDir, extra: &[&str]) -> Server {
+    let mut args = vec!["--data-dir", data_dir.arg()];
+    args.extend_from_slice(extra);
+    start_rat(&args)
+}
+
+/// How a start of `rat_memcached` that is allowed to fail turned out.
+pub enum Launch {
+    /// It accepts connections.
+    Serving(Server),
+    /// It exited before it did.
+    Exited { status: ExitStatus, output: String },
+}
+
+/// Starts `rat_memcached -p PORT -l 127.0.0.1 -U 0 <extra>` once and reports whether it
+/// came up or exited, with everything it printed (tries another port only when the
+/// chosen one turned out to be taken).
+pub fn launch_rat(extra: &[&str]) -> Launch {
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port();
+        let log_path = log_path("rat_memcached");
+        let log = File::create(&log_path).expect("create server log file");
+        let child = Command::new(rat_binary())
+            .args(["-p", &port.to_string(), "-l", "127.0.0.1", "-U", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", rat_binary().display()));
+        let mut server = Server {
+            child,
+            port,
+            name: "rat_memcached".to_owned(),
+            log_path,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = server.child.try_wait().expect("poll child") {
+                let output = server.output();
+                if output.contains(&format!("cannot listen on 127.0.0.1:{port}")) {
+                    break; // the port was taken meanwhile: try another
+                }
+                return Launch::Exited { status, output };
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Launch::Serving(server);
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "rat_memcached neither exited nor accepted connections on port {port} \
+                     within {STARTUP_TIMEOUT:?}; output:\n{}",
+                    server.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("rat_memcached found no free port in {START_ATTEMPTS} attempts");
+}
+
+#[cfg(unix)]
+impl Server {
+    /// Sends `signal` (`libc::SIGTERM`, `libc::SIGKILL`, ...) to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
+        // which has not been reaped yet (the guard reaps it only when dropped or waited).
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            result,
+            0,
+            "kill({pid}, {signal}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the process to finish; panics with its
+    /// output unless it exits with status 0 (a graceful stop, with everything saved).
+    pub fn terminate(&mut self, timeout: Duration) {
+        self.signal(libc::SIGTERM);
+        match self.wait_exit(timeout) {
+            Some(status) if status.success() => {}
+            Some(status) => panic!(
+                "{} exited with {status} after SIGTERM; output:\n{}",
+                self.name,
+                self.output()
+            ),
+            None => panic!(
+                "{} still running {timeout:?} after SIGTERM; output:\n{}",
+                self.name,
+                self.output()
+            ),
+        }
+    }
+
+    /// SIGKILL, and waits until the process is gone: a crash that saves nothing.
+    pub fn crash(&mut self) {
+        self.signal(libc::SIGKILL);
+        let status = self
+            .wait_exit(Duration::from_secs(10))
+            .expect("a process exits on SIGKILL");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "exit status {status}");
+    }
+}
+
+/// Sends `command` (`stats`, `stats settings`, ...) and returns its `STAT name value`
+/// lines as a map.
+pub fn stats_of<S: Read + Write>(
+    client: &mut RawClient<S>,
+    command: &str,
+) -> std::collections::HashMap<String, String> {
+    let reply = client.request(format!("{command}\r\n").as_bytes(), b"END\r\n");
+    let text = String::from_utf8_lossy(&reply);
+    text.lines()
+        .filter_map(|line| line.strip_prefix("STAT "))
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// One stat as a number; panics naming it when it is missing or not a number.
+pub fn stat_u64(stats: &std::collections::HashMap<String, String>, name: &str) -> u64 {
+    let value = stats
+        .get(name)
+        .unwrap_or_else(|| panic!("no stat {name} in {stats:?}"));
+    value
+        .parse()
+        .unwrap_or_else(|e| panic!("stat {name} = {value:?} is not a number: {e}"))
+}
+
+/// An item as a `gets` reply shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub key: String,
+    pub flags: u32,
+    pub value: Vec<u8>,
+    /// `None` when the reply came from `get`, which shows no CAS.
+    pub cas: Option<u64>,
+}
+
+/// Reads one `get`/`gets` reply (any number of `VALUE` blocks, then `END`); panics with
+/// the bytes received when it is malformed.
+pub fn read_fetched<S: Read + Write>(client: &mut RawClient<S>) -> Vec<Fetched> {
+    let mut items = Vec::new();
+    loop {
+        let line = client.read_line();
+        if line == b"END\r\n" {
+            return items;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let fields: Vec<&str> = text.trim_end().split(' ').collect();
+        let malformed = || -> ! { panic!("malformed reply line {:?}", escape(&line)) };
+        if fields.len() < 4 || fields.len() > 5 || fields[0] != "VALUE" {
+            malformed();
+        }
+        let flags: u32 = fields[2].parse().unwrap_or_else(|_| malformed());
+        let len: usize = fields[3].parse().unwrap_or_else(|_| malformed());
+        let cas: Option<u64> = fields
+            .get(4)
+            .map(|cas| cas.parse().unwrap_or_else(|_| malformed()));
+        let mut value = client.read_exact(len + 2);
+        assert!(
+            value.ends_with(b"\r\n"),
+            "value of {} not followed by \\r\\n: {}",
+            fields[1],
+            escape(&value)
+        );
+        value.truncate(len);
+        items.push(Fetched {
+            key: fields[1].to_owned(),
+            flags,
+            value,
+            cas,
+        });
+    }
+}
