@@ -882,7 +882,6 @@ fn clear_on_startup_empties_the_store() {
 /// refused like any other, before it touches anything: clearing first would pull the
 /// files from under the running process, whose acknowledged writes would then vanish.
 #[test]
-#[ignore = "a second instance with --clear-on-startup empties the directory in use and starts"]
 fn second_instance_with_clear_on_startup_clears_nothing() {
     let data_dir = TempDir::new("rat-l2-shared-clear");
     let mut first = start_rat_with_data_dir(&data_dir, &[]);

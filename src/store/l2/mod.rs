@@ -65,6 +65,9 @@ const BUCKETS: usize = 1 << 16;
 /// Waits for queue room are logged at most this often.
 const WAIT_LOG_INTERVAL_SECS: u32 = 10;
 
+/// The file whose lock says a process is using the directory.
+const LOCK_FILE: &str = "rat_memcached.lock";
+
 /// The name of the file that marks a data directory whose contents missed writes.
 const FAULT_FILE: &str = "FAULT";
 
@@ -344,6 +347,8 @@ pub(crate) struct Tier {
     origin: Mutex<Db>,
     /// The largest CAS on disk when the tier opened.
     pub max_cas: u64,
+    /// The directory's lock, released when the tier goes.
+    _lock: fs::File,
 }
 
 impl Tier {
@@ -354,6 +359,10 @@ impl Tier {
             dir: dir.clone(),
             source,
         };
+        fs::create_dir_all(&dir).map_err(io_error)?;
+        // Held for the tier's life, and taken before anything in the directory is
+        // touched: clearing must never reach a directory another instance is using.
+        let lock = lock_dir(&dir)?;
         let fault_file = dir.join(FAULT_FILE);
         if config.clear_on_startup || fault_file.exists() {
             if !config.clear_on_startup {
@@ -367,7 +376,6 @@ impl Tier {
             }
             clear_dir(&dir).map_err(io_error)?;
         }
-        fs::create_dir_all(&dir).map_err(io_error)?;
         let db = open_db(&config)?;
         let book = match guarded(|| db.get(record::BOOKKEEPING_KEY)) {
             Ok(Some(bytes)) => Bookkeeping::decode(&bytes).map_err(|error| L2Error::Corrupt {
@@ -416,6 +424,7 @@ impl Tier {
             readers: Mutex::new(Vec::new()),
             origin: Mutex::new(db),
             max_cas: book.max_cas,
+            _lock: lock,
         })
     }
 
@@ -738,7 +747,29 @@ fn is_lock_conflict(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::WouldBlock || error.to_string().contains("lock")
 }
 
-/// Removes everything in `dir` (keeping the directory itself, which may be a mount).
+/// Takes the directory's lock file, or fails when another process holds it.
+fn lock_dir(dir: &Path) -> Result<fs::File, L2Error> {
+    let io_error = |source| L2Error::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(io_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(L2Error::InUse {
+            dir: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(error)) => Err(io_error(error)),
+    }
+}
+
+/// Removes everything in `dir` but its lock file (keeping the directory itself, which
+/// may be a mount).
 fn clear_dir(dir: &Path) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -747,6 +778,9 @@ fn clear_dir(dir: &Path) -> io::Result<()> {
     };
     for entry in entries {
         let path = entry?.path();
+        if path.file_name() == Some(std::ffi::OsStr::new(LOCK_FILE)) {
+            continue;
+        }
         if path.is_dir() {
             fs::remove_dir_all(&path)?;
         } else {
