@@ -89,7 +89,7 @@ fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
     while text.len() < len {
         n = mix(n);
         text.extend_from_slice(WORDS[(n % 16) as usize].as_bytes());
-        text.push(if n % 11 == 0 { b'\n' } else { b' ' });
+        text.push(if n.is_multiple_of(11) { b'\n' } else { b' ' });
     }
     text.truncate(len);
     text
@@ -248,8 +248,8 @@ impl BulkItem {
             // The extremes, for sure.
             1 => 1,
             4 | 5 => 65_536,
-            _ if index % 3 == 0 => 1 + (size_roll % 64) as usize,
-            _ if size_roll % 200 == 0 => 16_384 + (mix(size_roll) % 49_153) as usize,
+            _ if index.is_multiple_of(3) => 1 + (size_roll % 64) as usize,
+            _ if size_roll.is_multiple_of(200) => 16_384 + (mix(size_roll) % 49_153) as usize,
             _ => {
                 let fraction = (size_roll >> 11) as f64 / (1u64 << 53) as f64;
                 (65.0 * (2048.0f64 / 65.0).powf(fraction)) as usize
@@ -1032,7 +1032,7 @@ impl Damage {
 
 /// Keys of the damaged-directory test and their values.
 fn damage_item(n: usize) -> (String, Vec<u8>) {
-    let value = if n % 2 == 0 {
+    let value = if n.is_multiple_of(2) {
         text_bytes(1 + n * 7 % 3000, n as u64)
     } else {
         random_bytes(1 + n * 13 % 3000, n as u64)

@@ -608,7 +608,7 @@ fn extended_options(builder: &mut SettingsBuilder, value: &str) -> Result<(), Co
             None => (item, None),
         };
         if VALUED_SUBOPTIONS.contains(&name) {
-            if argument.map_or(true, str::is_empty) {
+            if argument.is_none_or(str::is_empty) {
                 return Err(ConfigError::new(format!(
                     "-o {value}: Missing {name} argument"
                 )));

@@ -75,8 +75,7 @@ impl Budget {
 
     /// Whether `charge` could be reserved in an otherwise empty store.
     pub fn can_ever_fit(&self, charge: Charge) -> bool {
-        charge.bytes <= self.max_bytes()
-            && self.max_entries.map_or(true, |max| charge.entries <= max)
+        charge.bytes <= self.max_bytes() && self.max_entries.is_none_or(|max| charge.entries <= max)
     }
 
     /// Which limit `charge` would break right now, if any (reserves nothing).
