@@ -543,7 +543,6 @@ fn crash_key(seq: usize) -> String {
 }
 
 #[test]
-#[ignore = "when writes outpace the disk writer, its queue holds seconds of acknowledged writes, lost on SIGKILL"]
 fn crash_keeps_acknowledged_writes() {
     let data_dir = TempDir::new("rat-l2-crash");
     let mut server = start_rat_with_data_dir(&data_dir, &["--l2-flush-ms=50"]);

@@ -952,10 +952,10 @@ impl Store {
     /// command that `changed` it. Called with the key's stripe locked, so one key's
     /// changes reach the tier in order.
     ///
-    /// A command that found no item changed nothing, but when writes to the key may
-    /// still be in flight (the item was evicted before they reached the disk), the
-    /// tier is told the key is absent too: otherwise a value the client was just told
-    /// does not exist would appear once those writes land.
+    /// A command that found no item changed nothing in L1, but the tier is told the
+    /// key is absent all the same: the disk may still hold it (or get it from writes
+    /// in flight) when it could not be brought into memory first, and a value the
+    /// client was just told does not exist must not appear later.
     fn journal(
         &self,
         shard: &Shard,
@@ -967,7 +967,7 @@ impl Store {
         let tier = self.tier.as_ref()?;
         let bucket = Tier::bucket(hash);
         let live = shard.live(hash, key, moment);
-        if !changed && (live.is_some() || !tier.in_flight(bucket)) {
+        if !changed && live.is_some() {
             return None;
         }
         let message = match live {
@@ -1018,10 +1018,10 @@ impl Store {
         if result.is_some() || self.tier.is_none() {
             return result;
         }
-        if self.promote(hash, key, true) == Adoption::Adopted {
-            attempt()
-        } else {
-            None
+        match self.promote(hash, key, true) {
+            // Present: another thread brought the key in between the two looks.
+            Adoption::Adopted | Adoption::Present => attempt(),
+            Adoption::Skipped | Adoption::NoRoom => None,
         }
     }
 
@@ -1091,7 +1091,7 @@ impl Store {
                         loaded += 1;
                         no_room = 0;
                     }
-                    Adoption::Skipped => {}
+                    Adoption::Present | Adoption::Skipped => {}
                     Adoption::NoRoom => {
                         no_room += 1;
                         if no_room == NO_ROOM_LIMIT {

@@ -113,7 +113,9 @@ pub enum Delta {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Adoption {
     Adopted,
-    /// The key is in L1 already, or changed since it was read.
+    /// Another thread put the key into L1 meanwhile.
+    Present,
+    /// The key changed since it was read, or there was nothing to adopt.
     Skipped,
     /// There was no memory for it.
     NoRoom,
@@ -735,7 +737,10 @@ impl<P: EvictionPolicy> Shard<P> {
         let Some(item) = data.as_ref() else {
             return Ok(Adoption::Skipped);
         };
-        if self.find(hash, &item[..key_len]).is_some() || !still_current() {
+        if self.find(hash, &item[..key_len]).is_some() {
+            return Ok(Adoption::Present);
+        }
+        if !still_current() {
             return Ok(Adoption::Skipped);
         }
         let need = Charge {

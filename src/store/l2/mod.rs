@@ -8,17 +8,19 @@
 //! locked, into a message on a crossbeam channel; one background thread, the *writer*
 //! (`writer`), takes the messages in order, applies them to melange_db in batches of up
 //! to `batch_size` (one atomic melange_db batch each, so repeated writes to one key
-//! cost one write), and fsyncs every `flush_interval`. The crash window is therefore
-//! the time a message waits in the queue plus at most one flush interval: about 100 ms
-//! with the defaults. With `sync_writes` a command waits, after releasing its lock,
-//! until its own write is fsynced.
+//! cost one write), and fsyncs.
 //!
-//! The queue is bounded by the bytes it holds (`queue_max_bytes`). When the disk cannot
-//! keep up, a command that would go past the bound waits for the writer to make room:
-//! the cache slows down to what the disk can take instead of dropping writes, because
-//! a dropped write would leave an older value on disk to be served later. `stats`
-//! counts those waits (`l2_queue_waits`) and the writer logs them.
-//!
+//! The crash window, `flush_interval` (100 ms by default), is split in two halves: the
+//! writer fsyncs every half, and it keeps the queue to what it can apply in the other
+//! half. It measures how many queued bytes it applies per second of work and sets the
+//! queue's bound from that (never above `queue_max_bytes`); a command that finds the
+//! queue full waits for the writer to make room. So when the disk cannot keep up, the
+//! cache slows down to what the disk can take instead of dropping writes (a dropped
+//! write would leave an older value on disk to be served later) or letting the backlog,
+//! and with it what a crash loses, grow. `stats` counts those waits
+//! (`l2_queue_waits`) and the log says when they start. With `sync_writes` a command
+//! waits, after releasing its lock, until its own write is fsynced.
+
 //! # Reading
 //!
 //! An L1 miss looks the key up in melange_db, from a handle of its own (melange_db's
@@ -61,6 +63,9 @@ pub(crate) use record::ItemHeader;
 
 /// Buckets of in-flight write counters (see the module docs); a power of two.
 const BUCKETS: usize = 1 << 16;
+
+/// The queue's bound before the writer has measured its pace.
+const INITIAL_QUEUE_LIMIT: usize = 1024 * 1024;
 
 /// Waits for queue room are logged at most this often.
 const WAIT_LOG_INTERVAL_SECS: u32 = 10;
@@ -260,6 +265,9 @@ pub(crate) struct TierShared {
     applied: Box<[AtomicU32]>,
     queue_bytes: AtomicUsize,
     queue_depth: AtomicUsize,
+    /// Bytes the queue may hold now: what the writer applies in half the crash window,
+    /// within `queue_max_bytes` (the writer sets it).
+    queue_limit: AtomicUsize,
     room: Mutex<()>,
     room_freed: Condvar,
     faulted: AtomicBool,
@@ -391,6 +399,7 @@ impl Tier {
             applied: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             queue_bytes: AtomicUsize::new(0),
             queue_depth: AtomicUsize::new(0),
+            queue_limit: AtomicUsize::new(config.queue_max_bytes.min(INITIAL_QUEUE_LIMIT)),
             room: Mutex::new(()),
             room_freed: Condvar::new(),
             faulted: AtomicBool::new(false),
@@ -439,14 +448,6 @@ impl Tier {
     #[inline]
     pub fn queued(&self, bucket: u32) -> u32 {
         self.shared.queued[bucket as usize].load(Ordering::Acquire)
-    }
-
-    /// Whether messages for `bucket` are queued and not yet applied.
-    #[inline]
-    pub fn in_flight(&self, bucket: u32) -> bool {
-        let bucket = bucket as usize;
-        self.shared.queued[bucket].load(Ordering::Acquire)
-            != self.shared.applied[bucket].load(Ordering::Acquire)
     }
 
     /// Queues a change (under the key's stripe lock, so that changes to one key queue in
@@ -511,8 +512,8 @@ impl Tier {
 
     fn wait_for_room(&self, weight: usize) {
         let shared = &self.shared;
-        let limit = shared.config.queue_max_bytes;
         let full = || {
+            let limit = shared.queue_limit.load(Ordering::Relaxed);
             let queued = shared.queue_bytes.load(Ordering::Acquire);
             queued > 0 && queued + weight > limit && shared.writer_running.load(Ordering::Acquire)
         };

@@ -519,3 +519,27 @@ fn a_nearly_full_disk_stops_writing_but_not_serving() {
     assert!(store.l2_stats().unwrap().dropped_writes >= 1);
     assert!(dir.path().join(FAULT_FILE).exists());
 }
+
+#[test]
+fn misses_during_warm_up_find_their_items() {
+    let dir = DataDir::new();
+    {
+        let store = open(&dir);
+        for i in 0..3000u64 {
+            set(&store, format!("m{i}").as_bytes(), 0, &value(i, 200, false));
+        }
+        store.close();
+    }
+    let store = Arc::new(open(&dir));
+    let warming = {
+        let store = Arc::clone(&store);
+        thread::spawn(move || store.warm_up(&AtomicBool::new(false)))
+    };
+    // Oldest first, against warm-up's newest first: the two meet in the middle.
+    for i in 0..3000u64 {
+        let key = format!("m{i}");
+        let found = fetch(&store, key.as_bytes()).map(|found| found.0);
+        assert_eq!(found, Some(value(i, 200, false)), "{key}");
+    }
+    warming.join().unwrap();
+}

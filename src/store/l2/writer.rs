@@ -30,6 +30,10 @@ use super::{free_disk_bytes, guarded, unix_now, Db, FlushFloor, Message, TierSha
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Items looked at per maintenance tick for expiry and flushes.
 const SWEEP_CHUNK: usize = 4096;
+/// Work the writer measures before it sets the queue's bound again.
+const PACE_SAMPLE: Duration = Duration::from_millis(20);
+/// The queue's bound never goes below this.
+const MIN_QUEUE_LIMIT: usize = 64 * 1024;
 /// How long the writer lets messages gather after the first one of a batch.
 const GATHER_TIME: Duration = Duration::from_millis(5);
 /// Items dropped per step when over the disk limit.
@@ -45,6 +49,8 @@ struct Staged {
     done: Vec<Sender<()>>,
     /// Whether the bookkeeping changed.
     changed: bool,
+    /// Queue bytes of its messages.
+    bytes: usize,
 }
 
 pub(super) struct Writer {
@@ -60,6 +66,9 @@ pub(super) struct Writer {
     waiting: Vec<Sender<()>>,
     /// Where the next sweep continues (an item key); `None` starts over.
     sweep_from: Option<Vec<u8>>,
+    /// Bytes applied and time worked since the queue's bound was last set.
+    paced_bytes: usize,
+    paced_busy: Duration,
 }
 
 impl Writer {
@@ -79,26 +88,30 @@ impl Writer {
             last_maintenance: Instant::now(),
             waiting: Vec::new(),
             sweep_from: None,
+            paced_bytes: 0,
+            paced_busy: Duration::ZERO,
         }
     }
 
     pub(super) fn run(mut self) {
         let config = self.shared.config.clone();
+        let sync_every = half(config.flush_interval);
         let mut stopping = false;
         while !stopping {
             let wait = if self.dirty {
-                config
-                    .flush_interval
-                    .saturating_sub(self.last_sync.elapsed())
+                sync_every.saturating_sub(self.last_sync.elapsed())
             } else {
                 MAINTENANCE_INTERVAL.saturating_sub(self.last_maintenance.elapsed())
             };
             let mut staged = Staged::default();
             let mut taken = 0;
+            let mut busy = Duration::ZERO;
             match self.receiver.recv_timeout(wait) {
                 Ok(message) => {
+                    let started = Instant::now();
                     stopping = self.take(message, &mut staged);
                     taken += 1;
+                    busy += started.elapsed();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stopping = true,
@@ -106,8 +119,9 @@ impl Writer {
             if taken > 0 && !stopping && self.receiver.len() < config.batch_size {
                 // Let a batch gather: one melange_db batch costs about as much as a
                 // few dozen single writes, and the crash window allows the wait.
-                std::thread::sleep(GATHER_TIME.min(config.flush_interval / 4));
+                std::thread::sleep(GATHER_TIME.min(sync_every / 4));
             }
+            let started = Instant::now();
             while !stopping && taken < config.batch_size {
                 let Ok(message) = self.receiver.try_recv() else {
                     break;
@@ -115,14 +129,15 @@ impl Writer {
                 stopping = self.take(message, &mut staged);
                 taken += 1;
             }
+            let bytes = staged.bytes;
             self.commit(staged);
             if self.dirty
-                && (stopping
-                    || config.sync_writes
-                    || self.last_sync.elapsed() >= config.flush_interval)
+                && (stopping || config.sync_writes || self.last_sync.elapsed() >= sync_every)
             {
                 self.sync();
             }
+            busy += started.elapsed();
+            self.pace(bytes, busy, sync_every);
             if !stopping && self.last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
                 self.maintain();
                 self.last_maintenance = Instant::now();
@@ -132,6 +147,25 @@ impl Writer {
         self.shared.room_made();
     }
 
+    /// Keeps the queue to what the writer can apply in half the crash window (the
+    /// other half is the wait for the next fsync): measures how many queued bytes it
+    /// applies per second of work and sets the queue's bound from that.
+    fn pace(&mut self, bytes: usize, busy: Duration, budget: Duration) {
+        self.paced_bytes += bytes;
+        self.paced_busy += busy;
+        if self.paced_busy < PACE_SAMPLE {
+            return;
+        }
+        let per_second = self.paced_bytes as f64 / self.paced_busy.as_secs_f64();
+        let ceiling = self.shared.config.queue_max_bytes;
+        let floor = MIN_QUEUE_LIMIT.min(ceiling);
+        let limit = ((per_second * budget.as_secs_f64()) as usize).clamp(floor, ceiling);
+        self.shared.queue_limit.store(limit, Ordering::Relaxed);
+        self.shared.room_made();
+        self.paced_bytes = 0;
+        self.paced_busy = Duration::ZERO;
+    }
+
     fn faulted(&self) -> bool {
         self.shared.faulted.load(Ordering::Acquire)
     }
@@ -139,6 +173,7 @@ impl Writer {
     /// Adds a message to the batch; true when it asks the writer to stop.
     fn take(&mut self, message: Message, staged: &mut Staged) -> bool {
         let weight = message.weight();
+        staged.bytes += weight;
         match message {
             Message::Put {
                 data,
@@ -431,6 +466,11 @@ impl Writer {
         self.commit(staged);
         Ok(())
     }
+}
+
+/// Half the crash window: how often the writer fsyncs, and how much work it lets queue.
+fn half(window: Duration) -> Duration {
+    (window / 2).max(Duration::from_millis(1))
 }
 
 /// Whether an item on disk can no longer be served.
