@@ -670,7 +670,9 @@ Persistence (L2 on melange_db):
       --max-disk-size=<mb>      disk budget of the database in megabytes; the oldest
                                 writes are dropped beyond it (default: {disk})
       --l2-flush-ms=<ms>        fsync written data every <ms> milliseconds, 1-{flush_max}:
-                                a crash loses about the last <ms> of writes (default: {flush})
+                                a crash loses about the last <ms> of writes, more once an
+                                fsync takes over half that (stats: l2_last_sync_ms)
+                                (default: {flush})
       --sync-writes             fsync every write before acknowledging it
                                 (default: off, writes are flushed every --l2-flush-ms)
       --clear-on-startup        empty the database at startup (default: off)

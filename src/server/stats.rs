@@ -182,12 +182,14 @@ fn l2_stats(l2: &L2Stats, out: &mut dyn StatSink) {
     stat(out, "l2_disk_bytes", l2.disk_bytes);
     stat(out, "l2_limit_bytes", l2.limit_bytes);
     stat(out, "l2_reads", l2.reads);
+    stat(out, "l2_read_waits", l2.read_waits);
     stat(out, "l2_hits", l2.hits);
     stat(out, "l2_promotions", l2.promotions);
     stat(out, "l2_warmed", l2.warmed);
     stat(out, "l2_writes", l2.writes);
     stat(out, "l2_batches", l2.batches);
     stat(out, "l2_syncs", l2.flushes);
+    stat(out, "l2_last_sync_ms", l2.last_sync_ms);
     stat(out, "l2_queue_depth", l2.queue_depth);
     stat(out, "l2_queue_bytes", l2.queue_bytes);
     stat(out, "l2_queue_waits", l2.queue_waits);

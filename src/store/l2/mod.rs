@@ -10,16 +10,20 @@
 //! to `batch_size` (one atomic melange_db batch each, so repeated writes to one key
 //! cost one write), and fsyncs.
 //!
-//! The crash window, `flush_interval` (100 ms by default), is split in two halves: the
-//! writer fsyncs every half, and it keeps the queue to what it can apply in the other
-//! half. It measures how many queued bytes it applies per second of work and sets the
-//! queue's bound from that (never above `queue_max_bytes`); a command that finds the
-//! queue full waits for the writer to make room. So when the disk cannot keep up, the
-//! cache slows down to what the disk can take instead of dropping writes (a dropped
-//! write would leave an older value on disk to be served later) or letting the backlog,
-//! and with it what a crash loses, grow. `stats` counts those waits
-//! (`l2_queue_waits`) and the log says when they start. With `sync_writes` a command
-//! waits, after releasing its lock, until its own write is fsynced.
+//! The crash window, `flush_interval` (100 ms by default), is shared by two waits. A
+//! write waits in the queue: the writer measures how many queued bytes it applies per
+//! second and keeps the queue to a quarter of the window's worth (never above
+//! `queue_max_bytes`); a command that finds the queue full waits for room. So when the
+//! disk cannot keep up, the cache slows down to what the disk can take instead of
+//! dropping writes (a dropped write would leave an older value on disk to be served
+//! later) or letting the backlog, and with it what a crash loses, grow. `stats` counts
+//! those waits (`l2_queue_waits`) and the log says when they start. Then an applied
+//! write waits for the syncer (`syncer`) to fsync it, which it schedules within the
+//! rest of the window. An fsync rewrites every leaf written since the last one, and
+//! takes longer as the tree grows; once it takes more than half the window, the
+//! syncer runs them back to back and a crash loses about two fsyncs' time
+//! (`l2_last_sync_ms` in `stats`). With `sync_writes` a command waits, after
+//! releasing its lock, until its own write is fsynced.
 
 //! # Reading
 //!
@@ -43,6 +47,7 @@
 //! left in the data directory, and the next start discards the stale contents.
 
 mod record;
+mod syncer;
 mod writer;
 
 use std::fs;
@@ -52,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -174,6 +179,8 @@ pub struct L2Stats {
     pub limit_bytes: u64,
     /// L1 misses that looked in L2.
     pub reads: u64,
+    /// ... of which waited for the writer to store the key's latest change.
+    pub read_waits: u64,
     /// ... and found a live item there.
     pub hits: u64,
     /// Items promoted into L1 (by misses and by warm-up).
@@ -185,6 +192,8 @@ pub struct L2Stats {
     pub batches: u64,
     /// fsyncs.
     pub flushes: u64,
+    /// How long the last fsync took, in milliseconds.
+    pub last_sync_ms: u64,
     pub queue_depth: u64,
     pub queue_bytes: u64,
     /// Times a command waited for room in the queue.
@@ -281,10 +290,26 @@ pub(crate) struct TierShared {
     writer_running: AtomicBool,
     /// When a wait for queue room was last logged (Unix seconds).
     last_wait_logged: AtomicU32,
+    /// Batches the writer has applied; the syncer makes them durable.
+    applied_batches: AtomicU64,
+    sync_state: Mutex<SyncState>,
+    /// Wakes the syncer when a batch was applied or the tier closes.
+    sync_wakeup: Condvar,
     /// The latest flush, as commands see it before the writer has stored it.
     flush_time: AtomicU32,
     flush_cas: AtomicU64,
     counters: Counters,
+}
+
+/// What the syncer has done and who waits for it.
+#[derive(Default)]
+struct SyncState {
+    /// Applied batches known to be on disk.
+    durable: u64,
+    /// Commands (with `sync_writes`) waiting for the batch they were applied in.
+    waiting: Vec<(u64, Sender<()>)>,
+    /// Make everything applied durable, then stop.
+    stop: bool,
 }
 
 /// Counters bumped off the hit path.
@@ -293,12 +318,14 @@ struct Counters {
     items: AtomicU64,
     bytes: AtomicU64,
     reads: AtomicU64,
+    read_waits: AtomicU64,
     hits: AtomicU64,
     promotions: AtomicU64,
     warmed: AtomicU64,
     writes: AtomicU64,
     batches: AtomicU64,
     flushes: AtomicU64,
+    last_sync_ms: AtomicU64,
     queue_waits: AtomicU64,
     dropped_writes: AtomicU64,
     evictions: AtomicU64,
@@ -355,6 +382,7 @@ pub(crate) struct Tier {
     shared: Arc<TierShared>,
     sender: Sender<Message>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
     /// Handles for readers: taken for one lookup, given back after.
     readers: Mutex<Vec<Db>>,
     /// Where reader handles are cloned from; never used for lookups itself.
@@ -411,6 +439,9 @@ impl Tier {
             faulted: AtomicBool::new(false),
             fault_reason: Mutex::new(None),
             writer_running: AtomicBool::new(true),
+            applied_batches: AtomicU64::new(0),
+            sync_state: Mutex::new(SyncState::default()),
+            sync_wakeup: Condvar::new(),
             last_wait_logged: AtomicU32::new(0),
             flush_time: AtomicU32::new(book.flush_at),
             flush_cas: AtomicU64::new(book.flush_cas),
@@ -421,6 +452,13 @@ impl Tier {
             },
             config,
         });
+        let syncer = {
+            let (db, shared) = (db.clone(), Arc::clone(&shared));
+            std::thread::Builder::new()
+                .name("rat-l2-syncer".into())
+                .spawn(move || syncer::run(db, shared))
+                .map_err(io_error)?
+        };
         let writer = writer::Writer::new(db.clone(), Arc::clone(&shared), receiver, book);
         let handle = std::thread::Builder::new()
             .name("rat-l2-writer".into())
@@ -436,6 +474,7 @@ impl Tier {
             shared,
             sender,
             writer: Mutex::new(Some(handle)),
+            syncer: Mutex::new(Some(syncer)),
             readers: Mutex::new(Vec::new()),
             origin: Mutex::new(db),
             max_cas: book.max_cas,
@@ -568,10 +607,7 @@ impl Tier {
             return None;
         }
         let bucket = Tier::bucket(hash) as usize;
-        let queued = shared.queued[bucket].load(Ordering::Acquire);
-        if shared.applied[bucket].load(Ordering::Acquire) != queued {
-            return None;
-        }
+        let queued = self.settled(bucket)?;
         shared.counters.reads.fetch_add(1, Ordering::Relaxed);
         let db = self.reader();
         let mut buffer = [0; MAX_PREFIXED_KEY];
@@ -607,6 +643,37 @@ impl Tier {
             cas: header.cas,
             queued,
         })
+    }
+
+    /// The bucket's queued count once the writer has applied every message queued for
+    /// it. A key whose write is still queued was evicted from L1 before it reached the
+    /// disk; the writer applies what is queued within a quarter of the crash window,
+    /// so the read waits for that (at most one crash window), then gives up: a miss.
+    fn settled(&self, bucket: usize) -> Option<u32> {
+        let shared = &self.shared;
+        let queued = shared.queued[bucket].load(Ordering::Acquire);
+        if shared.applied[bucket].load(Ordering::Acquire) == queued {
+            return Some(queued);
+        }
+        shared.counters.read_waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + shared.config.flush_interval;
+        let mut guard = shared.room.lock();
+        loop {
+            let queued = shared.queued[bucket].load(Ordering::Acquire);
+            if shared.applied[bucket].load(Ordering::Acquire) == queued {
+                return Some(queued);
+            }
+            let gone = shared.faulted.load(Ordering::Acquire)
+                || !shared.writer_running.load(Ordering::Acquire);
+            if gone
+                || shared
+                    .room_freed
+                    .wait_until(&mut guard, deadline)
+                    .timed_out()
+            {
+                return None;
+            }
+        }
     }
 
     /// Counts a promotion into L1.
@@ -660,12 +727,14 @@ impl Tier {
             disk_bytes: dir_size(&shared.config.data_dir),
             limit_bytes: shared.config.max_disk_bytes,
             reads: load(&counters.reads),
+            read_waits: load(&counters.read_waits),
             hits: load(&counters.hits),
             promotions: load(&counters.promotions),
             warmed: load(&counters.warmed),
             writes: load(&counters.writes),
             batches: load(&counters.batches),
             flushes: load(&counters.flushes),
+            last_sync_ms: load(&counters.last_sync_ms),
             queue_depth: shared.queue_depth.load(Ordering::Relaxed) as u64,
             queue_bytes: shared.queue_bytes.load(Ordering::Relaxed) as u64,
             queue_waits: load(&counters.queue_waits),
@@ -693,6 +762,14 @@ impl Tier {
         let _ = self.sender.send(Message::Stop);
         if handle.join().is_err() {
             self.shared.fault("the writer thread panicked".to_string());
+        }
+        // The syncer makes what the writer applied last durable, then stops.
+        self.shared.sync_state.lock().stop = true;
+        self.shared.sync_wakeup.notify_all();
+        if let Some(syncer) = self.syncer.lock().take() {
+            if syncer.join().is_err() {
+                self.shared.fault("the syncer thread panicked".to_string());
+            }
         }
         self.readers.lock().clear();
     }

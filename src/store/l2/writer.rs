@@ -8,10 +8,10 @@
 //! never leaves them disagreeing with the items. Only after a batch is applied are its
 //! messages counted as applied, which is what lets readers trust the disk for their keys.
 //!
-//! Between batches it fsyncs every `flush_interval` (after every batch with
-//! `sync_writes`, then signalling the commands waiting for it), and once a second it
-//! checks the free disk space, drops the oldest items while the tier is over its size
-//! limit, and removes a chunk of expired and flushed items.
+//! Each applied batch is handed to the syncer (`syncer`), which makes it durable. The
+//! writer bounds its queue to what it applies in a quarter of the crash window, and
+//! once a second it checks the free disk space, drops the oldest items while the tier
+//! is over its size limit, and removes a chunk of expired and flushed items.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,8 +30,8 @@ use super::{free_disk_bytes, guarded, unix_now, Db, FlushFloor, Message, TierSha
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Items looked at per maintenance tick for expiry and flushes.
 const SWEEP_CHUNK: usize = 4096;
-/// Work the writer measures before it sets the queue's bound again.
-const PACE_SAMPLE: Duration = Duration::from_millis(20);
+/// How long the writer measures before it sets the queue's bound again.
+const PACE_SAMPLE: Duration = Duration::from_millis(50);
 /// The queue's bound never goes below this.
 const MIN_QUEUE_LIMIT: usize = 64 * 1024;
 /// How long the writer lets messages gather after the first one of a batch.
@@ -58,17 +58,12 @@ pub(super) struct Writer {
     shared: Arc<TierShared>,
     receiver: Receiver<Message>,
     book: Bookkeeping,
-    /// Applied but not yet fsynced.
-    dirty: bool,
-    last_sync: Instant,
     last_maintenance: Instant,
-    /// Commands waiting for the next fsync.
-    waiting: Vec<Sender<()>>,
     /// Where the next sweep continues (an item key); `None` starts over.
     sweep_from: Option<Vec<u8>>,
-    /// Bytes applied and time worked since the queue's bound was last set.
+    /// Bytes applied since the queue's bound was last set, and when that was.
     paced_bytes: usize,
-    paced_busy: Duration,
+    paced_since: Instant,
 }
 
 impl Writer {
@@ -83,35 +78,27 @@ impl Writer {
             shared,
             receiver,
             book,
-            dirty: false,
-            last_sync: Instant::now(),
             last_maintenance: Instant::now(),
-            waiting: Vec::new(),
             sweep_from: None,
             paced_bytes: 0,
-            paced_busy: Duration::ZERO,
+            paced_since: Instant::now(),
         }
     }
 
     pub(super) fn run(mut self) {
         let config = self.shared.config.clone();
-        let sync_every = half(config.flush_interval);
+        // A quarter of the crash window is for a write's wait in the queue; the syncer
+        // has the rest.
+        let queue_budget = config.flush_interval / 4;
         let mut stopping = false;
         while !stopping {
-            let wait = if self.dirty {
-                sync_every.saturating_sub(self.last_sync.elapsed())
-            } else {
-                MAINTENANCE_INTERVAL.saturating_sub(self.last_maintenance.elapsed())
-            };
+            let wait = MAINTENANCE_INTERVAL.saturating_sub(self.last_maintenance.elapsed());
             let mut staged = Staged::default();
             let mut taken = 0;
-            let mut busy = Duration::ZERO;
             match self.receiver.recv_timeout(wait) {
                 Ok(message) => {
-                    let started = Instant::now();
                     stopping = self.take(message, &mut staged);
                     taken += 1;
-                    busy += started.elapsed();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stopping = true,
@@ -119,9 +106,8 @@ impl Writer {
             if taken > 0 && !stopping && self.receiver.len() < config.batch_size {
                 // Let a batch gather: one melange_db batch costs about as much as a
                 // few dozen single writes, and the crash window allows the wait.
-                std::thread::sleep(GATHER_TIME.min(sync_every / 4));
+                std::thread::sleep(GATHER_TIME.min(queue_budget / 4));
             }
-            let started = Instant::now();
             while !stopping && taken < config.batch_size {
                 let Ok(message) = self.receiver.try_recv() else {
                     break;
@@ -131,13 +117,7 @@ impl Writer {
             }
             let bytes = staged.bytes;
             self.commit(staged);
-            if self.dirty
-                && (stopping || config.sync_writes || self.last_sync.elapsed() >= sync_every)
-            {
-                self.sync();
-            }
-            busy += started.elapsed();
-            self.pace(bytes, busy, sync_every);
+            self.pace(bytes, queue_budget);
             if !stopping && self.last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
                 self.maintain();
                 self.last_maintenance = Instant::now();
@@ -147,23 +127,28 @@ impl Writer {
         self.shared.room_made();
     }
 
-    /// Keeps the queue to what the writer can apply in half the crash window (the
-    /// other half is the wait for the next fsync): measures how many queued bytes it
-    /// applies per second of work and sets the queue's bound from that.
-    fn pace(&mut self, bytes: usize, busy: Duration, budget: Duration) {
+    /// Keeps the queue to what the writer can apply in `budget`: measures how many
+    /// queued bytes it applied per second, by the wall clock (it shares the CPU with
+    /// the commands it serves, and fsyncs take their share), and bounds the queue to
+    /// that rate times `budget`.
+    fn pace(&mut self, bytes: usize, budget: Duration) {
         self.paced_bytes += bytes;
-        self.paced_busy += busy;
-        if self.paced_busy < PACE_SAMPLE {
+        let elapsed = self.paced_since.elapsed();
+        if elapsed < PACE_SAMPLE {
             return;
         }
-        let per_second = self.paced_bytes as f64 / self.paced_busy.as_secs_f64();
+        let applied = std::mem::take(&mut self.paced_bytes);
+        self.paced_since = Instant::now();
+        if applied == 0 {
+            // Idle: nothing measured, the bound stays.
+            return;
+        }
+        let per_second = applied as f64 / elapsed.as_secs_f64();
         let ceiling = self.shared.config.queue_max_bytes;
         let floor = MIN_QUEUE_LIMIT.min(ceiling);
         let limit = ((per_second * budget.as_secs_f64()) as usize).clamp(floor, ceiling);
         self.shared.queue_limit.store(limit, Ordering::Relaxed);
         self.shared.room_made();
-        self.paced_bytes = 0;
-        self.paced_busy = Duration::ZERO;
     }
 
     fn faulted(&self) -> bool {
@@ -288,8 +273,7 @@ impl Writer {
                         .writes
                         .fetch_add(staged.settle.len() as u64, Ordering::Relaxed);
                     self.publish_counts();
-                    self.dirty = true;
-                    self.waiting.append(&mut staged.done);
+                    self.hand_to_syncer(std::mem::take(&mut staged.done));
                 }
                 Err(error) => self
                     .shared
@@ -311,29 +295,16 @@ impl Writer {
         counters.bytes.store(self.book.bytes, Ordering::Relaxed);
     }
 
-    /// fsyncs, then tells the commands waiting for it.
-    fn sync(&mut self) {
-        if self.faulted() {
-            self.waiting.clear();
-            self.dirty = false;
-            return;
-        }
-        match guarded(|| self.db.flush().map(drop)) {
-            Ok(()) => {
-                self.shared.counters.flushes.fetch_add(1, Ordering::Relaxed);
-                for done in self.waiting.drain(..) {
-                    // The command may have given up waiting; nothing to tell then.
-                    let _ = done.send(());
-                }
-            }
-            Err(error) => {
-                self.shared
-                    .fault(format!("fsyncing melange_db failed: {error}"));
-                self.waiting.clear();
-            }
-        }
-        self.dirty = false;
-        self.last_sync = Instant::now();
+    /// Counts an applied batch and wakes the syncer to make it durable; `done` are
+    /// the commands of the batch waiting for that.
+    fn hand_to_syncer(&self, done: Vec<Sender<()>>) {
+        let shared = &self.shared;
+        let batch = shared.applied_batches.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut state = shared.sync_state.lock();
+        state
+            .waiting
+            .extend(done.into_iter().map(|done| (batch, done)));
+        shared.sync_wakeup.notify_one();
     }
 
     /// The once-a-second work: disk space, the size limit, expiry.
@@ -466,11 +437,6 @@ impl Writer {
         self.commit(staged);
         Ok(())
     }
-}
-
-/// Half the crash window: how often the writer fsyncs, and how much work it lets queue.
-fn half(window: Duration) -> Duration {
-    (window / 2).max(Duration::from_millis(1))
 }
 
 /// Whether an item on disk can no longer be served.
