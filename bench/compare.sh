@@ -12,6 +12,7 @@
 #                        rat_memcached with its persistent tier on (--data-dir in --out)
 #   --protocols "..."    wire protocols to load each server with: text meta binary [text]
 #   --rss-items N        items stored for the memory measurement, 0 to skip it [1000000]
+#   --l2-args "..."      extra flags for rat_memcached_l2, e.g. "--l2-flush-ms=1000" [none]
 #   --restart-items N    persistence: store N items in rat_memcached_l2, stop it, start it
 #                        again, and time the stop, the first reply and the warm-up, then
 #                        read every item back verified; 0 to skip it [0]
@@ -34,6 +35,7 @@ SERVERS="memcached rat_memcached rat_canned"
 PROTOCOLS="text"
 RSS_ITEMS=1000000
 RESTART_ITEMS=0
+L2_ARGS=""
 BUILD=1
 OUT=""
 
@@ -55,6 +57,7 @@ while [[ $# -gt 0 ]]; do
         --protocols) PROTOCOLS=$2; shift 2 ;;
         --rss-items) RSS_ITEMS=$2; shift 2 ;;
         --restart-items) RESTART_ITEMS=$2; shift 2 ;;
+        --l2-args) L2_ARGS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -165,6 +168,9 @@ server_command() {
             local dir=${L2_DIR:-$OUT/l2-$port}
             COMMAND=("$RAT_MEMCACHED" -p "$port" -l 127.0.0.1 -U 0 -t "$threads" -m "$MEMORY_MB" -c 4096
                 --data-dir "$dir")
+            # Word splitting wanted: several flags in one option.
+            # shellcheck disable=SC2206
+            COMMAND+=($L2_ARGS)
             ;;
         rat_canned)
             COMMAND=("$CANNED" -p "$port" -t "$threads" --value-size "$VALUE_SIZE")

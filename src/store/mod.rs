@@ -516,6 +516,7 @@ impl Store {
         read: impl FnOnce(ItemView<'_>) -> R,
     ) -> Option<R> {
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len());
         let mut read = Some(read);
         let mut durable = None;
         let result = self.read_through(hash, key, || {
@@ -580,6 +581,7 @@ impl Store {
             return (StoreOutcome::TooLarge, 0);
         }
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len() + value.len());
         if mode != StoreMode::Set {
             self.fault_in(hash, key);
         }
@@ -625,6 +627,7 @@ impl Store {
         read: impl FnOnce(&mut MetaEntry<'_>) -> R,
     ) -> Option<R> {
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len());
         self.fault_in(hash, key);
         // Whether the command changed what the persistent tier keeps (created the item
         // or changed its expiry).
@@ -713,6 +716,7 @@ impl Store {
         read: impl FnOnce(&mut MetaEntry<'_>, u64) -> R,
     ) -> Result<R, DeltaError> {
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len());
         let delta = if incr {
             Delta::Incr(delta)
         } else {
@@ -770,6 +774,7 @@ impl Store {
 
     fn delete_with(&self, key: &[u8], deletion: Deletion) -> DeleteOutcome {
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len());
         self.fault_in(hash, key);
         let moment = self.moment();
         let mut shard = self.stripe(hash).lock();
@@ -784,6 +789,7 @@ impl Store {
     /// Sets a live item's expiry without changing its CAS; false if there was none.
     pub fn touch(&self, key: &[u8], exptime: Expiry) -> bool {
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len());
         self.fault_in(hash, key);
         let moment = self.moment();
         let mut shard = self.stripe(hash).lock();
@@ -941,11 +947,21 @@ impl Store {
     /// Removes whatever is stored under `key`, visible or not.
     fn remove(&self, key: &[u8]) {
         let hash = self.shared.hash(key);
+        self.make_queue_room(key.len());
         let mut shard = self.stripe(hash).lock();
         shard.remove(&self.shared, hash, key);
         let durable = self.journal(&shard, hash, key, &self.moment(), true);
         drop(shard);
         await_durable(durable);
+    }
+
+    /// Before a command that may change an item: waits while the persistent tier's
+    /// queue is full, so that the wait never holds a stripe lock. `len` is about what
+    /// the command will queue (the item's size when known, else its key's).
+    fn make_queue_room(&self, len: usize) {
+        if let Some(tier) = &self.tier {
+            tier.wait_for_room(len);
+        }
     }
 
     /// Tells the persistent tier, if any, what L1 now holds under `key`, after a

@@ -24,7 +24,7 @@
 //! syncer runs them back to back and a crash loses about two fsyncs' time
 //! (`l2_last_sync_ms` in `stats`). With `sync_writes` a command waits, after
 //! releasing its lock, until its own write is fsynced.
-
+//!
 //! # Reading
 //!
 //! An L1 miss looks the key up in melange_db, from a handle of its own (melange_db's
@@ -33,9 +33,12 @@
 //! It must never bring back something older than what L1 last said about the key, so
 //! keys are spread over [`BUCKETS`] buckets, each counting the messages queued for it
 //! and the messages the writer has applied. A promotion reads the disk only when its
-//! bucket has nothing in flight, and inserts what it read only if, under the stripe
-//! lock, no message was queued for the bucket meanwhile and L1 still lacks the key.
-//! Otherwise it is a miss: the queued message carries the newer truth.
+//! bucket has nothing in flight (waiting, at most one crash window, for the writer to
+//! apply what is: the item was evicted before its write reached the disk), and
+//! inserts what it read only if, under the stripe lock, no message was queued for the
+//! bucket meanwhile and L1 still lacks the key. Otherwise it is a miss. A command that
+//! finds no item in L1 (when bringing it in failed) tells the tier the key is absent,
+//! so the disk never keeps what the client was told is gone.
 //!
 //! # Faults
 //!
@@ -69,6 +72,9 @@ pub(crate) use record::ItemHeader;
 /// Buckets of in-flight write counters (see the module docs); a power of two.
 const BUCKETS: usize = 1 << 16;
 
+/// Bytes a queued message takes besides its key and value.
+const MESSAGE_OVERHEAD: usize = 64;
+
 /// The queue's bound before the writer has measured its pace.
 const INITIAL_QUEUE_LIMIT: usize = 1024 * 1024;
 
@@ -100,7 +106,8 @@ pub struct L2Config {
     /// Values at least this long are LZ4-compressed on disk when that makes them
     /// smaller; `None` stores every value as given.
     pub compress_from: Option<usize>,
-    /// How often written data is fsynced: the crash window.
+    /// The crash window: how soon after it was acknowledged a write is on disk (see
+    /// the module docs for when an fsync takes longer than half of it).
     pub flush_interval: Duration,
     /// Most messages applied in one melange_db batch.
     pub batch_size: usize,
@@ -179,9 +186,9 @@ pub struct L2Stats {
     pub limit_bytes: u64,
     /// L1 misses that looked in L2.
     pub reads: u64,
-    /// ... of which waited for the writer to store the key's latest change.
+    /// Reads that first waited for the writer to apply the key's latest change.
     pub read_waits: u64,
-    /// ... and found a live item there.
+    /// Reads that found a live item.
     pub hits: u64,
     /// Items promoted into L1 (by misses and by warm-up).
     pub promotions: u64,
@@ -231,7 +238,7 @@ pub(crate) enum Message {
     /// A `flush_all`: items stored at or before `time` (Unix seconds), or with a CAS
     /// below `cas`, are gone once `time` has come.
     Flush { floor: FlushFloor },
-    /// Apply everything before, fsync, and stop.
+    /// Apply everything before, and stop (the syncer then makes it durable).
     Stop,
 }
 
@@ -239,9 +246,9 @@ impl Message {
     /// Bytes the message holds, for the queue bound.
     fn weight(&self) -> usize {
         match self {
-            Message::Put { data, .. } => data.len() + 64,
-            Message::Delete { key, .. } => key.len() + 64,
-            Message::Flush { .. } | Message::Stop => 64,
+            Message::Put { data, .. } => data.len() + MESSAGE_OVERHEAD,
+            Message::Delete { key, .. } => key.len() + MESSAGE_OVERHEAD,
+            Message::Flush { .. } | Message::Stop => MESSAGE_OVERHEAD,
         }
     }
 }
@@ -272,7 +279,7 @@ pub(crate) struct Loaded {
     pub queued: u32,
 }
 
-/// State shared by the request threads and the writer.
+/// State shared by the request threads, the writer and the syncer.
 pub(crate) struct TierShared {
     config: L2Config,
     /// Per bucket: messages queued and messages applied (wrapping; only equality counts).
@@ -280,8 +287,8 @@ pub(crate) struct TierShared {
     applied: Box<[AtomicU32]>,
     queue_bytes: AtomicUsize,
     queue_depth: AtomicUsize,
-    /// Bytes the queue may hold now: what the writer applies in half the crash window,
-    /// within `queue_max_bytes` (the writer sets it).
+    /// Bytes the queue may hold now: what the writer applies in a quarter of the crash
+    /// window, within `queue_max_bytes` (the writer sets it).
     queue_limit: AtomicUsize,
     room: Mutex<()>,
     room_freed: Condvar,
@@ -356,7 +363,7 @@ impl TierShared {
         *self.fault_reason.lock() = Some(reason);
     }
 
-    /// Marks `count` messages of `bucket` applied and returns their room in the queue.
+    /// Marks a message of `bucket` applied and gives its room in the queue back.
     fn settle(&self, bucket: u32, weight: usize) {
         self.applied[bucket as usize].fetch_add(1, Ordering::Release);
         self.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -394,7 +401,7 @@ pub(crate) struct Tier {
 }
 
 impl Tier {
-    /// Opens (or creates) the data directory and starts the writer.
+    /// Opens (or creates) the data directory and starts the writer and the syncer.
     pub fn open(config: L2Config) -> Result<Tier, L2Error> {
         let dir = config.data_dir.clone();
         let io_error = |source| L2Error::Io {
@@ -496,7 +503,7 @@ impl Tier {
     }
 
     /// Queues a change (under the key's stripe lock, so that changes to one key queue in
-    /// the order they were made). Waits while the queue is full. With `sync_writes`,
+    /// the order they were made); [`wait_for_room`](Self::wait_for_room) came first. With `sync_writes`,
     /// returns what to wait on, after the lock is released, for the write to be durable.
     pub fn send(&self, message: Message) -> Option<Receiver<()>> {
         let (message, done) = self.with_completion(message);
@@ -504,7 +511,6 @@ impl Tier {
             self.shared.queued[*bucket as usize].fetch_add(1, Ordering::Release);
         }
         let weight = message.weight();
-        self.wait_for_room(weight);
         self.shared.queue_depth.fetch_add(1, Ordering::Relaxed);
         self.shared.queue_bytes.fetch_add(weight, Ordering::AcqRel);
         if let Err(unsent) = self.sender.send(message) {
@@ -555,7 +561,11 @@ impl Tier {
         (message, Some(receiver))
     }
 
-    fn wait_for_room(&self, weight: usize) {
+    /// Waits while the queue has no room for about `len` more bytes. Called before a
+    /// command takes its stripe lock: a lock is never held while waiting, so the queue
+    /// may go past its bound by about one item per thread.
+    pub fn wait_for_room(&self, len: usize) {
+        let weight = len + MESSAGE_OVERHEAD;
         let shared = &self.shared;
         let full = || {
             let limit = shared.queue_limit.load(Ordering::Relaxed);
