@@ -21,7 +21,7 @@ use crate::reactor::{
     ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
     UnixEndpoint,
 };
-use crate::store::{L2Config, Store, StoreConfig};
+use crate::store::{Store, StoreConfig, TierConfig};
 use auth::Credentials;
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
@@ -298,11 +298,11 @@ impl Server {
 /// Where to listen. As memcached does, a unix socket is served alone: `-s`
 /// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
 /// The store's persistent tier as the settings describe it; `None` without a data dir.
-fn l2_config(settings: &L2Settings) -> Option<L2Config> {
+fn l2_config(settings: &L2Settings) -> Option<TierConfig> {
     const MB: u64 = 1024 * 1024;
     let data_dir = settings.data_dir.clone()?;
-    let defaults = L2Config::new(&data_dir);
-    Some(L2Config {
+    let defaults = TierConfig::new(&data_dir);
+    Some(TierConfig {
         max_disk_bytes: settings.max_disk_size_mb * MB,
         compress_from: settings
             .enable_compression

@@ -12,7 +12,7 @@ use super::ServerContext;
 use crate::protocol::reply;
 use crate::protocol::text::{self, StatsGroup};
 use crate::reactor::{Endpoint, Transport};
-use crate::store::L2Stats;
+use crate::store::TierStats;
 use std::fmt::Display;
 use std::sync::atomic::Ordering;
 
@@ -176,7 +176,7 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
 }
 
 /// The persistent tier's counters (only when it is on).
-fn l2_stats(l2: &L2Stats, out: &mut dyn StatSink) {
+fn l2_stats(l2: &TierStats, out: &mut dyn StatSink) {
     stat(out, "l2_items", l2.items);
     stat(out, "l2_bytes", l2.bytes);
     stat(out, "l2_disk_bytes", l2.disk_bytes);

@@ -91,7 +91,7 @@ use l2::{ItemHeader, Message, Tier};
 use shard::{Adoption, Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
-pub use l2::{L2Config, L2Error, L2Stats};
+pub use l2::{TierConfig, TierError, TierStats};
 pub use stats::StoreStats;
 
 /// What a command waits on, after its lock is released, for its write to be durable
@@ -471,7 +471,7 @@ impl Store {
     /// A store with a persistent tier in `l2.data_dir`: what the directory holds is
     /// served again (call [`warm_up`](Self::warm_up) to load it into memory ahead of
     /// requests), and every change is written behind to it (see the `l2` module).
-    pub fn open(config: StoreConfig, l2: L2Config) -> Result<Store, L2Error> {
+    pub fn open(config: StoreConfig, l2: TierConfig) -> Result<Store, TierError> {
         let tier = Tier::open(l2)?;
         let mut store = Store::new(config);
         // CAS values stay unique across restarts.
@@ -1120,7 +1120,7 @@ impl Store {
     }
 
     /// The persistent tier's counters, if there is a tier.
-    pub fn l2_stats(&self) -> Option<L2Stats> {
+    pub fn l2_stats(&self) -> Option<TierStats> {
         self.tier.as_ref().map(Tier::stats)
     }
 

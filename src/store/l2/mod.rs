@@ -98,7 +98,7 @@ type Db = melange_db::Db<LEAF_FANOUT>;
 
 /// How the persistent tier is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct L2Config {
+pub struct TierConfig {
     /// Where melange_db keeps its files; created if missing.
     pub data_dir: PathBuf,
     /// Bytes of keys and records the tier may hold; the oldest writes go first beyond it.
@@ -123,10 +123,10 @@ pub struct L2Config {
     pub min_free_disk: u64,
 }
 
-impl L2Config {
+impl TierConfig {
     /// The defaults for a data directory.
-    pub fn new(data_dir: impl Into<PathBuf>) -> L2Config {
-        L2Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> TierConfig {
+        TierConfig {
             data_dir: data_dir.into(),
             max_disk_bytes: 1024 * 1024 * 1024,
             compress_from: Some(256),
@@ -143,7 +143,7 @@ impl L2Config {
 
 /// Why the tier could not start.
 #[derive(Debug)]
-pub enum L2Error {
+pub enum TierError {
     /// Another running process holds the directory.
     InUse { dir: PathBuf },
     /// The directory's database could not be opened or read.
@@ -152,32 +152,32 @@ pub enum L2Error {
     Io { dir: PathBuf, source: io::Error },
 }
 
-impl std::fmt::Display for L2Error {
+impl std::fmt::Display for TierError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            L2Error::InUse { dir } => write!(
+            TierError::InUse { dir } => write!(
                 f,
                 "data directory {} is in use by another running instance",
                 dir.display()
             ),
-            L2Error::Corrupt { dir, detail } => write!(
+            TierError::Corrupt { dir, detail } => write!(
                 f,
                 "data directory {} cannot be read ({detail}); start with --clear-on-startup \
                  (or [melange_db] clear_on_startup = true) to discard its contents",
                 dir.display()
             ),
-            L2Error::Io { dir, source } => {
+            TierError::Io { dir, source } => {
                 write!(f, "data directory {}: {source}", dir.display())
             }
         }
     }
 }
 
-impl std::error::Error for L2Error {}
+impl std::error::Error for TierError {}
 
 /// The tier's counters, for `stats`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct L2Stats {
+pub struct TierStats {
     pub items: u64,
     /// Bytes of keys and records (what the disk limit counts).
     pub bytes: u64,
@@ -281,7 +281,7 @@ pub(crate) struct Loaded {
 
 /// State shared by the request threads, the writer and the syncer.
 pub(crate) struct TierShared {
-    config: L2Config,
+    config: TierConfig,
     /// Per bucket: messages queued and messages applied (wrapping; only equality counts).
     queued: Box<[AtomicU32]>,
     applied: Box<[AtomicU32]>,
@@ -402,9 +402,9 @@ pub(crate) struct Tier {
 
 impl Tier {
     /// Opens (or creates) the data directory and starts the writer and the syncer.
-    pub fn open(config: L2Config) -> Result<Tier, L2Error> {
+    pub fn open(config: TierConfig) -> Result<Tier, TierError> {
         let dir = config.data_dir.clone();
-        let io_error = |source| L2Error::Io {
+        let io_error = |source| TierError::Io {
             dir: dir.clone(),
             source,
         };
@@ -427,12 +427,12 @@ impl Tier {
         }
         let db = open_db(&config)?;
         let book = match guarded(|| db.get(record::BOOKKEEPING_KEY)) {
-            Ok(Some(bytes)) => Bookkeeping::decode(&bytes).map_err(|error| L2Error::Corrupt {
+            Ok(Some(bytes)) => Bookkeeping::decode(&bytes).map_err(|error| TierError::Corrupt {
                 dir: dir.clone(),
                 detail: error.to_string(),
             })?,
             Ok(None) => Bookkeeping::default(),
-            Err(detail) => return Err(L2Error::Corrupt { dir, detail }),
+            Err(detail) => return Err(TierError::Corrupt { dir, detail }),
         };
         let (sender, receiver) = crossbeam_channel::unbounded();
         let shared = Arc::new(TierShared {
@@ -727,11 +727,11 @@ impl Tier {
         self.origin.lock().clone()
     }
 
-    pub fn stats(&self) -> L2Stats {
+    pub fn stats(&self) -> TierStats {
         let shared = &self.shared;
         let counters = &shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        L2Stats {
+        TierStats {
             items: load(&counters.items),
             bytes: load(&counters.bytes),
             disk_bytes: dir_size(&shared.config.data_dir),
@@ -810,7 +810,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn open_db(config: &L2Config) -> Result<Db, L2Error> {
+fn open_db(config: &TierConfig) -> Result<Db, TierError> {
     let dir = &config.data_dir;
     let melange_config = melange_db::Config::new()
         .path(dir)
@@ -820,16 +820,16 @@ fn open_db(config: &L2Config) -> Result<Db, L2Error> {
         .cache_capacity_bytes(config.cache_bytes);
     match catch_unwind(AssertUnwindSafe(|| melange_config.open::<LEAF_FANOUT>())) {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(error)) if is_lock_conflict(&error) => Err(L2Error::InUse { dir: dir.clone() }),
-        Ok(Err(error)) if error.kind() == io::ErrorKind::PermissionDenied => Err(L2Error::Io {
+        Ok(Err(error)) if is_lock_conflict(&error) => Err(TierError::InUse { dir: dir.clone() }),
+        Ok(Err(error)) if error.kind() == io::ErrorKind::PermissionDenied => Err(TierError::Io {
             dir: dir.clone(),
             source: error,
         }),
-        Ok(Err(error)) => Err(L2Error::Corrupt {
+        Ok(Err(error)) => Err(TierError::Corrupt {
             dir: dir.clone(),
             detail: error.to_string(),
         }),
-        Err(panic) => Err(L2Error::Corrupt {
+        Err(panic) => Err(TierError::Corrupt {
             dir: dir.clone(),
             detail: panic_message(&panic),
         }),
@@ -842,8 +842,8 @@ fn is_lock_conflict(error: &io::Error) -> bool {
 }
 
 /// Takes the directory's lock file, or fails when another process holds it.
-fn lock_dir(dir: &Path) -> Result<fs::File, L2Error> {
-    let io_error = |source| L2Error::Io {
+fn lock_dir(dir: &Path) -> Result<fs::File, TierError> {
+    let io_error = |source| TierError::Io {
         dir: dir.to_path_buf(),
         source,
     };
@@ -855,7 +855,7 @@ fn lock_dir(dir: &Path) -> Result<fs::File, L2Error> {
         .map_err(io_error)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(L2Error::InUse {
+        Err(fs::TryLockError::WouldBlock) => Err(TierError::InUse {
             dir: dir.to_path_buf(),
         }),
         Err(fs::TryLockError::Error(error)) => Err(io_error(error)),

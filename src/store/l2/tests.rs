@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{unix_now, L2Config, L2Error, FAULT_FILE};
+use super::{unix_now, TierConfig, TierError, FAULT_FILE};
 use crate::store::{DeleteOutcome, Expiry, Store, StoreConfig, StoreMode, StoreOutcome};
 
 /// A data directory removed when the test ends.
@@ -44,13 +44,13 @@ fn l1(max_memory: usize) -> StoreConfig {
     }
 }
 
-fn l2(dir: &DataDir) -> L2Config {
-    L2Config {
+fn l2(dir: &DataDir) -> TierConfig {
+    TierConfig {
         flush_interval: Duration::from_millis(20),
         cache_bytes: 4 * 1024 * 1024,
         // Test machines' disks may be nearly full; these tests write little.
         min_free_disk: 0,
-        ..L2Config::new(dir.path())
+        ..TierConfig::new(dir.path())
     }
 }
 
@@ -296,7 +296,7 @@ fn a_read_never_brings_back_an_older_version() {
 #[test]
 fn the_disk_limit_drops_the_oldest_writes() {
     let dir = DataDir::new();
-    let config = L2Config {
+    let config = TierConfig {
         max_disk_bytes: 200 * 1024,
         compress_from: None,
         ..l2(&dir)
@@ -370,7 +370,7 @@ fn a_directory_in_use_is_refused() {
     let dir = DataDir::new();
     let _first = open(&dir);
     match Store::open(l1(1 << 20), l2(&dir)) {
-        Err(error @ L2Error::InUse { .. }) => {
+        Err(error @ TierError::InUse { .. }) => {
             assert!(error
                 .to_string()
                 .contains(&dir.path().display().to_string()));
@@ -391,7 +391,7 @@ fn clear_on_startup_and_a_fault_file_discard_the_contents() {
     {
         let store = Store::open(
             l1(1 << 20),
-            L2Config {
+            TierConfig {
                 clear_on_startup: true,
                 ..l2(&dir)
             },
@@ -443,7 +443,7 @@ fn sync_writes_are_durable_when_the_command_returns() {
     let dir = DataDir::new();
     let store = Store::open(
         l1(1 << 20),
-        L2Config {
+        TierConfig {
             sync_writes: true,
             flush_interval: Duration::from_secs(60),
             ..l2(&dir)
@@ -462,7 +462,7 @@ fn a_full_queue_makes_writers_wait_and_loses_nothing() {
     let store = Arc::new(
         Store::open(
             l1(64 << 20),
-            L2Config {
+            TierConfig {
                 queue_max_bytes: 16 * 1024,
                 ..l2(&dir)
             },
@@ -498,7 +498,7 @@ fn a_nearly_full_disk_stops_writing_but_not_serving() {
     let dir = DataDir::new();
     let store = Store::open(
         l1(64 << 20),
-        L2Config {
+        TierConfig {
             // No disk has this much free: the writer's first check trips.
             min_free_disk: u64::MAX,
             ..l2(&dir)
