@@ -1119,6 +1119,26 @@ impl Store {
         }
     }
 
+    /// The keys of every visible item, in memory or (with a persistent tier) on disk,
+    /// each once, in no particular order. Locks one stripe at a time, so items stored
+    /// or removed meanwhile may or may not be listed.
+    pub fn keys(&self) -> Vec<Box<[u8]>> {
+        let moment = self.moment();
+        let mut keys = Vec::new();
+        for stripe in self.stripes.iter() {
+            stripe.shard.lock().live_keys(&moment, &mut keys);
+        }
+        if let Some(tier) = &self.tier {
+            let in_memory: hashbrown::HashSet<Box<[u8]>> = keys.iter().cloned().collect();
+            keys.extend(
+                tier.keys()
+                    .into_iter()
+                    .filter(|key| !in_memory.contains(key)),
+            );
+        }
+        keys
+    }
+
     /// The persistent tier's counters, if there is a tier.
     pub fn l2_stats(&self) -> Option<TierStats> {
         self.tier.as_ref().map(Tier::stats)

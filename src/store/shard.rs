@@ -679,6 +679,18 @@ impl<P: EvictionPolicy> Shard<P> {
         true
     }
 
+    /// Appends the key of every visible item to `keys`.
+    pub fn live_keys(&self, moment: &Moment, keys: &mut Vec<Box<[u8]>>) {
+        let slots = &self.slots;
+        keys.extend(
+            self.table
+                .iter()
+                .map(|&index| &slots[index as usize])
+                .filter(|slot| moment.gone(slot).is_none())
+                .map(|slot| Box::from(slot.key())),
+        );
+    }
+
     /// Removes up to `max_remove` expired or flushed items, looking at no more than
     /// `max_scan` slots from `from`.
     pub fn sweep(

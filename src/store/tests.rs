@@ -1247,3 +1247,14 @@ fn delta_creates_with_an_initial_value_and_checks_cas() {
     assert_eq!(store.delta(b"d", decr).map(|d| d.value), Ok(10));
     assert_eq!(try_value(&store, b"d"), None);
 }
+
+#[test]
+fn keys_lists_the_visible_items() {
+    let store = small_store();
+    set(&store, b"a", b"1");
+    set(&store, b"b", b"2");
+    store.store(StoreMode::Set, b"gone", 0, Expiry::from_memcached(-1), b"x");
+    let mut keys = store.keys();
+    keys.sort();
+    assert_eq!(keys, [Box::from(&b"a"[..]), Box::from(&b"b"[..])]);
+}

@@ -695,6 +695,38 @@ impl Tier {
         }
     }
 
+    /// The keys of the live items on disk (none after a fault or a close: the disk no
+    /// longer follows L1 then).
+    pub fn keys(&self) -> Vec<Box<[u8]>> {
+        let shared = &self.shared;
+        if shared.faulted.load(Ordering::Acquire) || !shared.writer_running.load(Ordering::Acquire)
+        {
+            return Vec::new();
+        }
+        let db = self.reader();
+        let now = unix_now();
+        let floor = shared.flush_floor();
+        let keys = guarded(|| {
+            let mut keys = Vec::new();
+            for entry in db.range(&[ITEM_SPACE][..]..&[ITEM_SPACE + 1][..]) {
+                let (item_key, record) = entry?;
+                let Ok(header) = record::decode_header(&record) else {
+                    continue;
+                };
+                let expired = header.exptime != 0 && header.exptime <= now;
+                if !expired && !floor.hides(&header, now) {
+                    keys.push(Box::from(&item_key[1..]));
+                }
+            }
+            Ok(keys)
+        });
+        self.readers.lock().push(db);
+        keys.unwrap_or_else(|error| {
+            shared.fault(format!("listing the keys failed: {error}"));
+            Vec::new()
+        })
+    }
+
     /// The keys on disk, most recently written first (for warming L1), in chunks.
     pub fn recent_keys(&self, before_seq: u64, limit: usize) -> Vec<(u64, Box<[u8]>)> {
         if self.shared.faulted.load(Ordering::Acquire) {

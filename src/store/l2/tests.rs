@@ -543,3 +543,32 @@ fn misses_during_warm_up_find_their_items() {
     }
     warming.join().unwrap();
 }
+
+#[test]
+fn keys_lists_memory_and_disk_once_each() {
+    let dir = DataDir::new();
+    // Too little memory for all of them: most keys are on disk only.
+    let store = Store::open(l1(64 * 1024), l2(&dir)).unwrap();
+    for i in 0..500u64 {
+        set(
+            &store,
+            format!("key{i}").as_bytes(),
+            0,
+            &value(i, 500, false),
+        );
+    }
+    assert!(store.delete(b"key7"));
+    settle(&store);
+    let mut keys: Vec<String> = store
+        .keys()
+        .iter()
+        .map(|key| String::from_utf8_lossy(key).into_owned())
+        .collect();
+    keys.sort();
+    let mut expected: Vec<String> = (0..500)
+        .filter(|&i| i != 7)
+        .map(|i| format!("key{i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+}
