@@ -8,6 +8,8 @@
 //! checked against memcached's documented replies; its failures are compared
 //! with a memcached whose Cyrus SASL offers PLAIN.
 
+#![cfg(feature = "server")]
+
 mod common;
 
 use common::{free_port, rat_binary, run_to_exit, start_memcached, start_rat, RawClient, Server};

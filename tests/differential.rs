@@ -86,6 +86,8 @@
 //! stays 0), a version reply loses its value, and the statistics of a stat reply are
 //! dropped, leaving the empty packet that ends it.
 
+#![cfg(feature = "server")]
+
 mod common;
 
 use common::{escape, start_memcached, start_server_under_test, RawClient, Server};

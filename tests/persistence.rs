@@ -18,7 +18,7 @@
 //!
 //! Process control uses signals, so these tests are Unix-only. Each test keeps its data
 //! in a [`TempDir`] of its own, removed at the end.
-#![cfg(unix)]
+#![cfg(all(unix, feature = "server", feature = "l2"))]
 
 mod common;
 

@@ -15,6 +15,8 @@
 //! what memcached really does; the few tests of rat_memcached's own options are skipped
 //! then, with a notice.
 
+#![cfg(feature = "server")]
+
 mod common;
 
 use common::{
@@ -24,7 +26,7 @@ use std::collections::HashMap;
 use std::fs;
 #[cfg(target_os = "linux")]
 use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -775,6 +777,8 @@ fn bad_config_key_or_value_is_rejected_by_name() {
     assert_config_rejected(&bad_value, "max_memory_mb");
 }
 
+// The documented file names a data directory, which needs the persistent tier.
+#[cfg(feature = "l2")]
 #[test]
 fn documented_config_file_loads() {
     if selftest() {
@@ -801,7 +805,7 @@ fn documented_config_file_loads() {
         Some(&b"yes"[..])
     );
     drop(server);
-    let _ = fs::remove_dir_all(Path::new(&data_dir));
+    let _ = fs::remove_dir_all(&data_dir);
 }
 
 /// A binary version request.

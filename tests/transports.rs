@@ -9,6 +9,8 @@
 //! are dropped without harm. A differential test sends the same datagrams to the
 //! reference memcached, when installed, and compares every reply datagram byte for byte.
 
+#![cfg(feature = "server")]
+
 mod common;
 
 use common::{

@@ -21,7 +21,9 @@ use crate::reactor::{
     ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
     UnixEndpoint,
 };
-use crate::store::{Store, StoreConfig, TierConfig};
+#[cfg(feature = "l2")]
+use crate::store::TierConfig;
+use crate::store::{Store, StoreConfig};
 use auth::Credentials;
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
@@ -29,7 +31,9 @@ use protocol::ProtocolSession;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+#[cfg(feature = "l2")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -114,10 +118,7 @@ impl ServerContext {
             cas_enabled: settings.cas_enabled,
             evictions_enabled: settings.evictions_enabled,
         };
-        let store = match l2_config(&settings.l2) {
-            Some(l2) => Store::open(store_config, l2).map_err(io::Error::other)?,
-            None => Store::new(store_config),
-        };
+        let store = open_store(store_config, &settings.l2)?;
         let (maintenance, requests) = crossbeam_channel::bounded(1);
         let ctx = ServerContext {
             maintenance,
@@ -192,10 +193,47 @@ impl SessionFactory for Sessions {
 pub struct Server {
     reactor: Reactor,
     sweeper: Option<std::thread::JoinHandle<()>>,
-    /// Loads L1 from the persistent tier after start-up, while requests are served.
-    warm_up: Option<std::thread::JoinHandle<()>>,
-    stop_warm_up: Arc<AtomicBool>,
+    #[cfg(feature = "l2")]
+    warm_up: Option<WarmUp>,
     ctx: Arc<ServerContext>,
+}
+
+/// The thread that loads L1 from the persistent tier after start-up, while
+/// requests are served.
+#[cfg(feature = "l2")]
+struct WarmUp {
+    thread: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+#[cfg(feature = "l2")]
+impl WarmUp {
+    /// Starts the warm-up when there is a persistent tier and the settings want it.
+    fn start(ctx: &Arc<ServerContext>) -> io::Result<Option<WarmUp>> {
+        if ctx.settings.l2.data_dir.is_none() || !ctx.settings.l2.warmup {
+            return Ok(None);
+        }
+        let background = Arc::clone(ctx);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_requested = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("warm-up".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let loaded = background.store.warm_up(&stop_requested);
+                log::info!(
+                    "persistent tier: warm-up loaded {loaded} items into memory in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            })?;
+        Ok(Some(WarmUp { thread, stop }))
+    }
+
+    /// Stops loading and waits for the thread.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
 }
 
 impl Server {
@@ -223,30 +261,11 @@ impl Server {
         let sweeper = std::thread::Builder::new()
             .name("sweeper".into())
             .spawn(move || maintain(&background, &requests, interval))?;
-        let stop_warm_up = Arc::new(AtomicBool::new(false));
-        let warm_up = if ctx.settings.l2.data_dir.is_some() && ctx.settings.l2.warmup {
-            let background = Arc::clone(&ctx);
-            let stop = Arc::clone(&stop_warm_up);
-            Some(
-                std::thread::Builder::new()
-                    .name("warm-up".into())
-                    .spawn(move || {
-                        let started = Instant::now();
-                        let loaded = background.store.warm_up(&stop);
-                        log::info!(
-                            "persistent tier: warm-up loaded {loaded} items into memory in {:.1} s",
-                            started.elapsed().as_secs_f64()
-                        );
-                    })?,
-            )
-        } else {
-            None
-        };
         Ok(Server {
             reactor,
             sweeper: Some(sweeper),
-            warm_up,
-            stop_warm_up,
+            #[cfg(feature = "l2")]
+            warm_up: WarmUp::start(&ctx)?,
             ctx,
         })
     }
@@ -280,24 +299,56 @@ impl Server {
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.join();
         }
-        self.stop_warm_up.store(true, Ordering::Relaxed);
-        if let Some(warm_up) = self.warm_up.take() {
-            let _ = warm_up.join();
-        }
-        self.ctx.store.close();
-        if let Some(l2) = self.ctx.store.l2_stats() {
-            log::info!(
-                "persistent tier: {} items ({} bytes) written and synced",
-                l2.items,
-                l2.bytes
-            );
-        }
+        #[cfg(feature = "l2")]
+        close_tier(self.warm_up.take(), &self.ctx.store);
+    }
+}
+
+/// Stops the warm-up, then writes what is queued for the persistent tier and
+/// fsyncs it.
+#[cfg(feature = "l2")]
+fn close_tier(warm_up: Option<WarmUp>, store: &Store) {
+    if let Some(warm_up) = warm_up {
+        warm_up.stop();
+    }
+    store.close();
+    if let Some(l2) = store.l2_stats() {
+        log::info!(
+            "persistent tier: {} items ({} bytes) written and synced",
+            l2.items,
+            l2.bytes
+        );
     }
 }
 
 /// Where to listen. As memcached does, a unix socket is served alone: `-s`
 /// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
+/// The store, with its persistent tier when the settings name a data directory.
+#[cfg(feature = "l2")]
+fn open_store(config: StoreConfig, settings: &L2Settings) -> io::Result<Store> {
+    match l2_config(settings) {
+        Some(l2) => Store::open(config, l2).map_err(io::Error::other),
+        None => Ok(Store::new(config)),
+    }
+}
+
+/// The store, memory-only: this build has no persistent tier, so a data
+/// directory is refused rather than silently not written to.
+#[cfg(not(feature = "l2"))]
+fn open_store(config: StoreConfig, settings: &L2Settings) -> io::Result<Store> {
+    match &settings.data_dir {
+        Some(dir) => Err(io::Error::other(format!(
+            "data directory {}: this rat_memcached was built without the persistent tier \
+             (cargo feature `l2`); remove --data-dir and [melange_db] data_dir, or rebuild \
+             with the feature",
+            dir.display()
+        ))),
+        None => Ok(Store::new(config)),
+    }
+}
+
 /// The store's persistent tier as the settings describe it; `None` without a data dir.
+#[cfg(feature = "l2")]
 fn l2_config(settings: &L2Settings) -> Option<TierConfig> {
     const MB: u64 = 1024 * 1024;
     let data_dir = settings.data_dir.clone()?;
@@ -388,4 +439,32 @@ pub(crate) fn process_cpu_times() -> (Duration, Duration) {
 #[cfg(not(unix))]
 pub(crate) fn process_cpu_times() -> (Duration, Duration) {
     (Duration::ZERO, Duration::ZERO)
+}
+
+#[cfg(all(test, not(feature = "l2")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_is_refused_without_the_persistent_tier() {
+        let data_dir = std::env::temp_dir().join("rat-memcache-no-tier");
+        let settings = Settings {
+            threads: 1,
+            l2: L2Settings {
+                data_dir: Some(data_dir.clone()),
+                ..L2Settings::default()
+            },
+            ..Settings::default()
+        };
+        let error = match ServerContext::new(settings) {
+            Ok(_) => panic!("a data directory was accepted by a build without the tier"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.starts_with(&format!("data directory {}: ", data_dir.display())),
+            "{error}"
+        );
+        assert!(error.contains("without the persistent tier"), "{error}");
+        assert!(!data_dir.exists(), "the refused directory was created");
+    }
 }

@@ -12,6 +12,7 @@ use super::ServerContext;
 use crate::protocol::reply;
 use crate::protocol::text::{self, StatsGroup};
 use crate::reactor::{Endpoint, Transport};
+#[cfg(feature = "l2")]
 use crate::store::TierStats;
 use std::fmt::Display;
 use std::sync::atomic::Ordering;
@@ -170,12 +171,14 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "evictions_memory", s.evictions_memory);
     stat(out, "evictions_entries", s.evictions_entries);
     stat(out, "reclaimed", s.reclaimed);
+    #[cfg(feature = "l2")]
     if let Some(l2) = ctx.store.l2_stats() {
         l2_stats(&l2, out);
     }
 }
 
 /// The persistent tier's counters (only when it is on).
+#[cfg(feature = "l2")]
 fn l2_stats(l2: &TierStats, out: &mut dyn StatSink) {
     stat(out, "l2_items", l2.items);
     stat(out, "l2_bytes", l2.bytes);

@@ -72,13 +72,16 @@ mod budget;
 pub mod clock;
 mod eviction;
 mod item;
+#[cfg(feature = "l2")]
 mod l2;
 mod shard;
 mod stats;
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(feature = "l2")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::Receiver;
 use hashbrown::DefaultHashBuilder;
@@ -86,11 +89,17 @@ use parking_lot::Mutex;
 
 use budget::{Budget, Charge};
 use clock::RelTime;
-use item::{item_data, memcached_item_size, ItemMeta, Slot, MAX_KEY_LEN};
+#[cfg(feature = "l2")]
+use item::ItemMeta;
+use item::{item_data, memcached_item_size, Slot, MAX_KEY_LEN};
+#[cfg(feature = "l2")]
 use l2::{ItemHeader, Message, Tier};
-use shard::{Adoption, Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
+#[cfg(feature = "l2")]
+use shard::Adoption;
+use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
+#[cfg(feature = "l2")]
 pub use l2::{TierConfig, TierError, TierStats};
 pub use stats::StoreStats;
 
@@ -437,6 +446,7 @@ pub struct Store {
     /// Where the next search for a stripe to evict from starts, spreading evictions.
     evict_cursor: AtomicUsize,
     /// The persistent tier, when there is one.
+    #[cfg(feature = "l2")]
     tier: Option<Tier>,
 }
 
@@ -463,6 +473,7 @@ impl Store {
             oldest_cas: AtomicU64::new(0),
             sweep_cursor: Mutex::new(SweepCursor::default()),
             evict_cursor: AtomicUsize::new(0),
+            #[cfg(feature = "l2")]
             tier: None,
             config,
         }
@@ -471,6 +482,7 @@ impl Store {
     /// A store with a persistent tier in `l2.data_dir`: what the directory holds is
     /// served again (call [`warm_up`](Self::warm_up) to load it into memory ahead of
     /// requests), and every change is written behind to it (see the `l2` module).
+    #[cfg(feature = "l2")]
     pub fn open(config: StoreConfig, l2: TierConfig) -> Result<Store, TierError> {
         let tier = Tier::open(l2)?;
         let mut store = Store::new(config);
@@ -490,7 +502,7 @@ impl Store {
     pub fn get<R>(&self, key: &[u8], read: impl FnOnce(ItemView<'_>) -> R) -> Option<R> {
         let hash = self.shared.hash(key);
         let moment = self.moment();
-        if self.tier.is_none() {
+        if !self.has_tier() {
             return self
                 .stripe(hash)
                 .lock()
@@ -849,9 +861,7 @@ impl Store {
             0
         };
         self.oldest_live.store(oldest_live, Ordering::Release);
-        if let Some(tier) = &self.tier {
-            tier.flush(unix_time(oldest_live), oldest_cas);
-        }
+        self.journal_flush(oldest_live, oldest_cas);
         immediate
     }
 
@@ -955,9 +965,17 @@ impl Store {
         await_durable(durable);
     }
 
+    /// Whether the store has a persistent tier to read through and write behind to.
+    #[cfg(feature = "l2")]
+    #[inline]
+    fn has_tier(&self) -> bool {
+        self.tier.is_some()
+    }
+
     /// Before a command that may change an item: waits while the persistent tier's
     /// queue is full, so that the wait never holds a stripe lock. `len` is about what
     /// the command will queue (the item's size when known, else its key's).
+    #[cfg(feature = "l2")]
     fn make_queue_room(&self, len: usize) {
         if let Some(tier) = &self.tier {
             tier.wait_for_room(len);
@@ -972,6 +990,7 @@ impl Store {
     /// key is absent all the same: the disk may still hold it (or get it from writes
     /// in flight) when it could not be brought into memory first, and a value the
     /// client was just told does not exist must not appear later.
+    #[cfg(feature = "l2")]
     fn journal(
         &self,
         shard: &Shard,
@@ -1009,8 +1028,18 @@ impl Store {
         tier.send(message)
     }
 
+    /// Tells the persistent tier, if any, about a `flush_all` (see
+    /// [`flush_all`](Self::flush_all) for the two values).
+    #[cfg(feature = "l2")]
+    fn journal_flush(&self, oldest_live: RelTime, oldest_cas: u64) {
+        if let Some(tier) = &self.tier {
+            tier.flush(unix_time(oldest_live), oldest_cas);
+        }
+    }
+
     /// Before a command that depends on what a key holds: brings the key in from the
     /// persistent tier when L1 lacks it.
+    #[cfg(feature = "l2")]
     fn fault_in(&self, hash: u64, key: &[u8]) {
         if self.tier.is_none() {
             return;
@@ -1024,6 +1053,7 @@ impl Store {
 
     /// Runs a lookup and, when it missed and the persistent tier had the key, runs it
     /// once more.
+    #[cfg(feature = "l2")]
     fn read_through<T>(
         &self,
         hash: u64,
@@ -1044,6 +1074,7 @@ impl Store {
     /// Copies `key`'s item from the persistent tier into L1 (see the `l2` module for
     /// why this never brings back an older version). With `evict`, makes room as a
     /// store would.
+    #[cfg(feature = "l2")]
     fn promote(&self, hash: u64, key: &[u8], evict: bool) -> Adoption {
         let Some(tier) = &self.tier else {
             return Adoption::Skipped;
@@ -1083,6 +1114,7 @@ impl Store {
     /// Loads L1 from the persistent tier, most recently written items first, until L1
     /// is full, everything was loaded, or `stop` is set. Meant for a background thread
     /// at start-up; requests are served meanwhile. Returns how many items it loaded.
+    #[cfg(feature = "l2")]
     pub fn warm_up(&self, stop: &AtomicBool) -> usize {
         /// Items in a row that did not fit before L1 counts as full.
         const NO_ROOM_LIMIT: usize = 64;
@@ -1140,17 +1172,20 @@ impl Store {
     }
 
     /// The persistent tier's counters, if there is a tier.
+    #[cfg(feature = "l2")]
     pub fn l2_stats(&self) -> Option<TierStats> {
         self.tier.as_ref().map(Tier::stats)
     }
 
     /// Why the persistent tier stopped writing, if it has a fault.
+    #[cfg(feature = "l2")]
     pub fn l2_fault(&self) -> Option<String> {
         self.tier.as_ref().and_then(Tier::fault_reason)
     }
 
     /// Writes everything queued for the persistent tier, fsyncs it and stops the
     /// tier's writer (a clean shutdown). Changes made afterwards stay in memory only.
+    #[cfg(feature = "l2")]
     pub fn close(&self) {
         if let Some(tier) = &self.tier {
             tier.close();
@@ -1219,6 +1254,47 @@ impl Store {
     }
 }
 
+/// Without the persistent tier the commands' hooks into it do nothing, and the
+/// compiler drops them from the hot paths.
+#[cfg(not(feature = "l2"))]
+impl Store {
+    #[inline]
+    fn has_tier(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn make_queue_room(&self, _len: usize) {}
+
+    #[inline]
+    fn journal(
+        &self,
+        _shard: &Shard,
+        _hash: u64,
+        _key: &[u8],
+        _moment: &Moment,
+        _changed: bool,
+    ) -> Durable {
+        None
+    }
+
+    #[inline]
+    fn journal_flush(&self, _oldest_live: RelTime, _oldest_cas: u64) {}
+
+    #[inline]
+    fn fault_in(&self, _hash: u64, _key: &[u8]) {}
+
+    #[inline]
+    fn read_through<T>(
+        &self,
+        _hash: u64,
+        _key: &[u8],
+        mut attempt: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        attempt()
+    }
+}
+
 // Reactor threads share one store.
 const _: () = {
     const fn shared_between_threads<T: Send + Sync>() {}
@@ -1235,6 +1311,7 @@ fn await_durable(durable: Durable) {
 }
 
 /// A time on the store's clock as Unix time (0, "never", stays 0).
+#[cfg(feature = "l2")]
 fn unix_time(rel: RelTime) -> u32 {
     if rel == 0 {
         return 0;
@@ -1243,6 +1320,7 @@ fn unix_time(rel: RelTime) -> u32 {
 }
 
 /// A Unix time on the store's clock (0 stays 0; the past becomes 1, always passed).
+#[cfg(feature = "l2")]
 fn rel_time(unix: u32) -> RelTime {
     if unix == 0 {
         return 0;

@@ -110,6 +110,7 @@ pub enum Delta {
 }
 
 /// What became of an item offered to [`Shard::adopt`].
+#[cfg(feature = "l2")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Adoption {
     Adopted,
@@ -724,6 +725,7 @@ impl<P: EvictionPolicy> Shard<P> {
 
     /// The visible item under `key`, without touching it: what the persistent tier is
     /// told L1 now holds.
+    #[cfg(feature = "l2")]
     pub fn live(&self, hash: u64, key: &[u8], moment: &Moment) -> Option<&Slot> {
         let slot = &self.slots[self.find(hash, key)? as usize];
         moment.gone(slot).is_none().then_some(slot)
@@ -733,6 +735,7 @@ impl<P: EvictionPolicy> Shard<P> {
     /// here already or `still_current` says a newer change was queued since the read.
     /// With `evict`, makes room as a store does; without, only takes free memory (and
     /// reports [`Adoption::NoRoom`]). `data` is taken when the item goes in.
+    #[cfg(feature = "l2")]
     #[allow(clippy::too_many_arguments)]
     pub fn adopt(
         &mut self,
