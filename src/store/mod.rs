@@ -1160,6 +1160,7 @@ impl Store {
         for stripe in self.stripes.iter() {
             stripe.shard.lock().live_keys(&moment, &mut keys);
         }
+        #[cfg(feature = "l2")]
         if let Some(tier) = &self.tier {
             let in_memory: hashbrown::HashSet<Box<[u8]>> = keys.iter().cloned().collect();
             keys.extend(
