@@ -9,8 +9,14 @@
 //! - [`ascii`] holds memcached's way of reading and writing decimal numbers.
 
 pub mod ascii;
+pub mod cache;
 pub mod config;
 pub mod protocol;
 pub mod reactor;
 pub mod server;
 pub mod store;
+
+pub use cache::{
+    CacheStats, Error, EvictionStrategy, L1Config, L1Stats, L2Config, L2Stats, PerformanceConfig,
+    RatMemCache, RatMemCacheBuilder, TtlConfig, MAX_KEY_LEN,
+};
