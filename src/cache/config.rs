@@ -220,9 +220,9 @@ pub(super) struct Plan {
     /// The persistent tier, and whether to warm L1 from it.
     pub tier: Option<(TierConfig, bool)>,
     pub ttl: TtlConfig,
-    /// Seconds between sweeps of expired items, if any.
+    /// How often expired items are swept, if at all.
     pub sweep_every: Option<Duration>,
-    /// Seconds between statistics log lines, if any.
+    /// How often statistics are logged, if at all.
     pub stats_every: Option<Duration>,
 }
 
