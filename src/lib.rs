@@ -1,6 +1,10 @@
 //! rat_memcache: a memcached-compatible cache server and library.
 //!
+//! Embedding the cache: [`RatMemCache`], built with [`RatMemCacheBuilder`] (the
+//! [`cache`] module), a synchronous, thread-safe handle with memcached's operations.
+//!
 //! The crate is built in layers, one folder each:
+//! - [`cache`] is the library API over the store, which the server's store is built with too;
 //! - [`protocol`] turns bytes into commands and results into bytes;
 //! - [`store`] is the in-memory cache with memcached's semantics;
 //! - `reactor` moves bytes between sockets and sessions;
@@ -24,6 +28,7 @@
 //! without `server` a persistent cache for one process.
 
 pub mod ascii;
+pub mod cache;
 #[cfg(feature = "server")]
 pub mod config;
 pub mod protocol;
@@ -32,3 +37,8 @@ pub mod reactor;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+
+pub use cache::{
+    CacheStats, Error, EvictionStrategy, L1Config, L1Stats, L2Config, L2Stats, PerformanceConfig,
+    RatMemCache, RatMemCacheBuilder, TtlConfig, MAX_KEY_LEN,
+};

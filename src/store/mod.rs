@@ -76,12 +76,11 @@ mod item;
 mod l2;
 mod shard;
 mod stats;
+mod tier;
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
-#[cfg(feature = "l2")]
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::Receiver;
 use hashbrown::DefaultHashBuilder;
@@ -99,9 +98,8 @@ use shard::Adoption;
 use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
-#[cfg(feature = "l2")]
-pub use l2::{TierConfig, TierError, TierStats};
 pub use stats::StoreStats;
+pub use tier::{TierConfig, TierError, TierStats};
 
 /// What a command waits on, after its lock is released, for its write to be durable
 /// (only with the persistent tier's `sync_writes`).
@@ -1259,6 +1257,29 @@ impl Store {
 /// compiler drops them from the hot paths.
 #[cfg(not(feature = "l2"))]
 impl Store {
+    /// This build has no persistent tier: always [`TierError::NotBuilt`].
+    pub fn open(_config: StoreConfig, tier: TierConfig) -> Result<Store, TierError> {
+        Err(TierError::NotBuilt { dir: tier.data_dir })
+    }
+
+    /// Nothing to load without a persistent tier.
+    pub fn warm_up(&self, _stop: &AtomicBool) -> usize {
+        0
+    }
+
+    /// There is never a tier to report on.
+    pub fn l2_stats(&self) -> Option<TierStats> {
+        None
+    }
+
+    /// There is never a tier to fault.
+    pub fn l2_fault(&self) -> Option<String> {
+        None
+    }
+
+    /// Nothing to write out without a persistent tier.
+    pub fn close(&self) {}
+
     #[inline]
     fn has_tier(&self) -> bool {
         false
