@@ -1,5 +1,5 @@
 //! A first tour of the rat_memcache library: a cache with a persistent tier in a
-//! temporary directory, the everyday calls, a shutdown, and the data found again by a
+//! temporary directory, the everyday calls (set, get, TTL, contains, incr, delete, keys), a shutdown, and the data found again by a
 //! new cache on the same directory.
 //!
 //! Run it with `cargo run --example quick_start`.
@@ -66,6 +66,14 @@ pub fn quick_start(
         "deleted scratch: {deleted}, present = {}",
         cache.contains_key("scratch")?
     )?;
+
+    let mut keys: Vec<String> = cache
+        .keys()?
+        .iter()
+        .map(|key| String::from_utf8_lossy(key).into_owned())
+        .collect();
+    keys.sort();
+    writeln!(out, "keys: {}", keys.join(", "))?;
 
     let stats = cache.get_cache_stats();
     writeln!(

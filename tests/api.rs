@@ -965,19 +965,52 @@ fn the_quick_start_tour_runs() {
         "2.1 s later: present = false".to_string(),
         "visits counted up to 2".to_string(),
         "deleted scratch: true, present = false".to_string(),
+        "keys: user:1, visits".to_string(),
     ];
-    assert_eq!(lines[..6], expected_start, "{out}");
-    let memory = lines[6]
+    assert_eq!(lines[..7], expected_start, "{out}");
+    let memory = lines[7]
         .strip_prefix("2 items in memory (")
         .and_then(|rest| rest.strip_suffix(" bytes), hit rate 100 %"))
         .and_then(|bytes| bytes.parse::<u64>().ok());
     assert!(memory.is_some_and(|bytes| bytes > 0), "{out}");
     assert_eq!(
-        lines[7..],
+        lines[8..],
         [
             "shut down: everything written to disk",
             "a new cache on the same directory finds user:1 = \"Ada\" and visits = \"2\"",
         ],
         "{out}"
     );
+}
+
+#[test]
+fn keys_lists_memory_and_disk() {
+    let memory = memory_cache();
+    assert!(memory.keys().unwrap().is_empty());
+    memory.set("a", "1").unwrap();
+    memory.set_with_ttl("soon", "x", 1).unwrap();
+    memory.delete("soon").unwrap();
+    assert_eq!(memory.keys().unwrap(), [b"a".to_vec()]);
+
+    let dir = TempDir::new("keys");
+    let cache = persistent_cache(dir.path(), persistent_config(dir.path()));
+    for key in ["k1", "k2", "k3"] {
+        cache.set(key, "v").unwrap();
+    }
+    cache.delete("k2").unwrap();
+    cache.shutdown().unwrap();
+    drop(cache);
+    // Without warm-up nothing is in memory: the keys come from disk.
+    let cache = persistent_cache(
+        dir.path(),
+        L2Config {
+            warmup: false,
+            ..persistent_config(dir.path())
+        },
+    );
+    cache.set("k4", "v").unwrap();
+    let mut keys = cache.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, [b"k1".to_vec(), b"k3".to_vec(), b"k4".to_vec()]);
+    assert!(matches!(cache.shutdown().and(cache.keys()), Err(Error::Closed)));
 }

@@ -483,6 +483,28 @@ impl RatMemCache {
         Ok(store.peek(key, |_| ()).is_some())
     }
 
+    /// The keys of every live item, in memory or on disk, each once, in no particular
+    /// order. It walks the whole cache (one lock at a time), so items stored or removed
+    /// meanwhile may or may not be listed; meant for inspection, not for a hot path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`shutdown`](Self::shutdown).
+    ///
+    /// ```
+    /// # let cache = rat_memcache::RatMemCacheBuilder::new().build()?;
+    /// cache.set("a", "1")?;
+    /// cache.set("b", "2")?;
+    /// let mut keys = cache.keys()?;
+    /// keys.sort();
+    /// assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), rat_memcache::Error>(())
+    /// ```
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let store = self.open_store()?;
+        Ok(store.keys().into_iter().map(Vec::from).collect())
+    }
+
     /// Removes the value under `key`; false if there was none.
     ///
     /// # Errors
