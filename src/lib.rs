@@ -29,7 +29,6 @@
 
 pub mod ascii;
 pub mod cache;
-#[cfg(feature = "server")]
 pub mod config;
 pub mod protocol;
 #[cfg(feature = "server")]

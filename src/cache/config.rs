@@ -36,6 +36,11 @@ use super::Error;
 /// assert!(matches!(refused, Err(rat_memcache::Error::Config(_))));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "server",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum EvictionStrategy {
     /// Least recently used goes first.
     #[default]
@@ -44,8 +49,27 @@ pub enum EvictionStrategy {
     Lfu,
     /// Oldest stored goes first (not available yet).
     Fifo,
-    /// A mix of recency and frequency (not available yet).
+    /// A mix of recency and frequency, in the style of S3-FIFO (not available yet;
+    /// a configuration file may call it `"s3fifo"`).
+    #[cfg_attr(feature = "server", serde(alias = "s3fifo"))]
     Hybrid,
+}
+
+impl EvictionStrategy {
+    /// The name configuration files and `--eviction` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionStrategy::Lru => "lru",
+            EvictionStrategy::Lfu => "lfu",
+            EvictionStrategy::Fifo => "fifo",
+            EvictionStrategy::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the store can run with this strategy.
+    pub fn is_available(self) -> bool {
+        self == EvictionStrategy::Lru
+    }
 }
 
 impl fmt::Display for EvictionStrategy {
@@ -234,7 +258,7 @@ impl Plan {
         performance: &PerformanceConfig,
     ) -> Result<Plan, Error> {
         let invalid = |message: String| Err(Error::Config(message));
-        if l1.eviction_strategy != EvictionStrategy::Lru {
+        if !l1.eviction_strategy.is_available() {
             return invalid(format!(
                 "L1Config::eviction_strategy {} is not available yet; use EvictionStrategy::Lru",
                 l1.eviction_strategy
