@@ -104,6 +104,12 @@ pub struct L1Config {
     /// Largest item, in bytes, counting its key, its value and about 50 bytes of
     /// bookkeeping (1 MiB by default, memcached's `-I`). Must not be 0.
     pub max_item_size: usize,
+    /// Give items CAS values (the default); without, every CAS reads 0 and
+    /// [`cas`](crate::RatMemCache::cas) never matches (memcached's `-C`).
+    pub cas_enabled: bool,
+    /// Make room for new items by evicting old ones (the default); without, a full
+    /// cache answers [`Error::NoMemory`](crate::Error::NoMemory) (memcached's `-M`).
+    pub evictions_enabled: bool,
 }
 
 impl Default for L1Config {
@@ -114,6 +120,8 @@ impl Default for L1Config {
             max_entries: 0,
             eviction_strategy: EvictionStrategy::Lru,
             max_item_size: store.max_item_size,
+            cas_enabled: store.cas_enabled,
+            evictions_enabled: store.evictions_enabled,
         }
     }
 }
@@ -157,6 +165,14 @@ pub struct L2Config {
     /// written items first, until L1 is full. Calls are served meanwhile, and a key not
     /// loaded yet is read from the disk when asked for.
     pub warmup: bool,
+    /// Most queued writes applied to the disk in one batch (4096 by default).
+    pub batch_size: usize,
+    /// Bytes of writes the queue may hold before calls wait for the disk (64 MiB by
+    /// default; the writer keeps it smaller, to what it applies in a quarter of the
+    /// crash window).
+    pub max_queue_size: usize,
+    /// Bytes of melange_db's own page cache (32 MiB by default).
+    pub cache_size: usize,
 }
 
 impl Default for L2Config {
@@ -173,6 +189,9 @@ impl Default for L2Config {
             flush_interval: tier.flush_interval,
             sync_writes: tier.sync_writes,
             warmup: true,
+            batch_size: tier.batch_size,
+            max_queue_size: tier.queue_max_bytes,
+            cache_size: tier.cache_bytes,
         }
     }
 }
@@ -286,6 +305,8 @@ impl Plan {
             max_memory: l1.max_memory,
             max_entries: (l1.max_entries != 0).then_some(l1.max_entries),
             max_item_size: l1.max_item_size,
+            cas_enabled: l1.cas_enabled,
+            evictions_enabled: l1.evictions_enabled,
             ..StoreConfig::default()
         };
         let tier = if l2.enable_l2_cache {
@@ -329,6 +350,9 @@ fn tier_config(l2: &L2Config) -> Result<TierConfig, Error> {
         flush_interval: l2.flush_interval,
         sync_writes: l2.sync_writes,
         clear_on_startup: l2.clear_on_startup,
+        batch_size: l2.batch_size.max(1),
+        queue_max_bytes: l2.max_queue_size.max(1),
+        cache_bytes: l2.cache_size,
         ..TierConfig::new(data_dir)
     })
 }

@@ -283,7 +283,7 @@ impl RatMemCache {
         value: V,
         ttl_secs: u64,
     ) -> Result<(), Error> {
-        self.store(StoreMode::Set, key.as_ref(), value.as_ref(), ttl_secs)
+        self.store_value(StoreMode::Set, key.as_ref(), value.as_ref(), ttl_secs)
     }
 
     /// Stores `value` only if `key` holds nothing.
@@ -300,7 +300,7 @@ impl RatMemCache {
     /// # Ok::<(), rat_memcache::Error>(())
     /// ```
     pub fn add<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, key: K, value: V) -> Result<(), Error> {
-        self.store(StoreMode::Add, key.as_ref(), value.as_ref(), 0)
+        self.store_value(StoreMode::Add, key.as_ref(), value.as_ref(), 0)
     }
 
     /// Stores `value` only if `key` holds one already; the new value gets the default
@@ -319,7 +319,7 @@ impl RatMemCache {
     /// # Ok::<(), rat_memcache::Error>(())
     /// ```
     pub fn replace<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, key: K, value: V) -> Result<(), Error> {
-        self.store(StoreMode::Replace, key.as_ref(), value.as_ref(), 0)
+        self.store_value(StoreMode::Replace, key.as_ref(), value.as_ref(), 0)
     }
 
     /// Adds `value` after the value `key` holds, keeping its TTL.
@@ -337,7 +337,7 @@ impl RatMemCache {
     /// # Ok::<(), rat_memcache::Error>(())
     /// ```
     pub fn append<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, key: K, value: V) -> Result<(), Error> {
-        self.store(StoreMode::Append, key.as_ref(), value.as_ref(), 0)
+        self.store_value(StoreMode::Append, key.as_ref(), value.as_ref(), 0)
     }
 
     /// Adds `value` before the value `key` holds, keeping its TTL.
@@ -354,7 +354,7 @@ impl RatMemCache {
     /// # Ok::<(), rat_memcache::Error>(())
     /// ```
     pub fn prepend<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, key: K, value: V) -> Result<(), Error> {
-        self.store(StoreMode::Prepend, key.as_ref(), value.as_ref(), 0)
+        self.store_value(StoreMode::Prepend, key.as_ref(), value.as_ref(), 0)
     }
 
     /// Stores `value` only if the item under `key` still has the CAS value `cas` that
@@ -380,7 +380,7 @@ impl RatMemCache {
         value: V,
         cas: u64,
     ) -> Result<(), Error> {
-        self.store(StoreMode::Cas(cas), key.as_ref(), value.as_ref(), 0)
+        self.store_value(StoreMode::Cas(cas), key.as_ref(), value.as_ref(), 0)
     }
 
     /// The value under `key`, `None` if there is none (or it expired).
@@ -646,6 +646,14 @@ impl RatMemCache {
         }
     }
 
+    /// The engine underneath: the striped store with memcached's complete command set
+    /// (meta commands, CAS-conditional deletes, reads that lend an item in place instead
+    /// of copying it out). The `rat_memcached` server works through it; a program that
+    /// needs only what `RatMemCache` offers has no use for it.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// A snapshot of the cache's counters. Available after
     /// [`shutdown`](Self::shutdown) too.
     pub fn get_cache_stats(&self) -> CacheStats {
@@ -679,7 +687,13 @@ impl RatMemCache {
     }
 
     /// Runs one storage command and turns its outcome into a result.
-    fn store(&self, mode: StoreMode, key: &[u8], value: &[u8], ttl_secs: u64) -> Result<(), Error> {
+    fn store_value(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        value: &[u8],
+        ttl_secs: u64,
+    ) -> Result<(), Error> {
         let store = self.open_store()?;
         check_key(key)?;
         // Append and prepend keep the item's expiry; the store ignores this one.

@@ -256,7 +256,7 @@ impl BinarySession {
         match request.command {
             Command::Get { key, with_key } => {
                 let hit = ctx
-                    .store
+                    .store()
                     .get(key, |item| reply_item(reply, out, item, with_key));
                 count_fetch(counters, false, hit.is_some());
                 if hit.is_none() {
@@ -270,7 +270,7 @@ impl BinarySession {
             } => {
                 let expiry = Expiry::from_memcached(i64::from(exptime));
                 let hit = ctx
-                    .store
+                    .store()
                     .get_and_touch(key, expiry, |item| reply_item(reply, out, item, with_key));
                 count_fetch(counters, true, hit.is_some());
                 if hit.is_none() {
@@ -279,7 +279,7 @@ impl BinarySession {
             }
             Command::Touch { key, exptime } => {
                 let expiry = Expiry::from_memcached(i64::from(exptime));
-                let hit = ctx.store.get_and_touch(key, expiry, |item| {
+                let hit = ctx.store().get_and_touch(key, expiry, |item| {
                     reply.success(out, item.cas, &item.flags.to_be_bytes(), b"", b"");
                 });
                 if hit.is_some() {
@@ -299,13 +299,13 @@ impl BinarySession {
                 let value = match value {
                     Body::Complete(value) => value,
                     Body::Pending { len: value_len } => {
-                        if ctx.store.item_fits(key.len(), flags, value_len) {
+                        if ctx.store().item_fits(key.len(), flags, value_len) {
                             return Step::AwaitValue(len + value_len);
                         }
                         // Refused before it arrives; a failed set must not
                         // leave an older value behind.
                         if kind == StoreKind::Set {
-                            ctx.store.delete(key);
+                            ctx.store().delete(key);
                         }
                         return self
                             .state
@@ -324,9 +324,14 @@ impl BinarySession {
                     (0, ttl) if ttl > 0 => Expiry::from_memcached(i64::from(ttl)),
                     (exptime, _) => Expiry::from_memcached(i64::from(exptime)),
                 };
-                let (outcome, new_cas) =
-                    ctx.store
-                        .store_with(mode, key, flags, expiry, value, StoreOptions::default());
+                let (outcome, new_cas) = ctx.store().store_with(
+                    mode,
+                    key,
+                    flags,
+                    expiry,
+                    value,
+                    StoreOptions::default(),
+                );
                 if cas != 0 {
                     count_cas(counters, outcome);
                 }
@@ -343,7 +348,7 @@ impl BinarySession {
                 let value = match value {
                     Body::Complete(value) => value,
                     Body::Pending { len: value_len } => {
-                        if ctx.store.item_fits(key.len(), 0, value_len) {
+                        if ctx.store().item_fits(key.len(), 0, value_len) {
                             return Step::AwaitValue(len + value_len);
                         }
                         return self
@@ -362,13 +367,13 @@ impl BinarySession {
                     ..StoreOptions::default()
                 };
                 let (outcome, new_cas) =
-                    ctx.store
+                    ctx.store()
                         .store_with(mode, key, 0, Expiry::NEVER, value, options);
                 self.state
                     .stored(out, reply, quiet, outcome, new_cas, Status::NotStored);
                 return Step::Consumed(len);
             }
-            Command::Delete { key } => match ctx.store.delete_if_cas(key, cas) {
+            Command::Delete { key } => match ctx.store().delete_if_cas(key, cas) {
                 // Binary deletes never ask to invalidate; were one kept stale, it would
                 // count as deleted, as a meta delete's does.
                 DeleteOutcome::Deleted | DeleteOutcome::Invalidated => {
@@ -403,7 +408,7 @@ impl BinarySession {
                     expected_cas: cas,
                     create,
                 };
-                match ctx.store.delta(key, request) {
+                match ctx.store().delta(key, request) {
                     Ok(applied) => {
                         if !applied.created {
                             bump(hits);
@@ -514,7 +519,7 @@ impl BinarySession {
             Body::Complete(message) => message,
             // memcached reads the message into an item, with its `\r\n`.
             Body::Pending { len: message_len } => {
-                if ctx.store.item_fits(mechanism.len(), 0, message_len + 2) {
+                if ctx.store().item_fits(mechanism.len(), 0, message_len + 2) {
                     return Step::AwaitValue(len + message_len);
                 }
                 return self

@@ -123,7 +123,7 @@ fn get(
     let options = command.options;
     let start = out.len();
     let mut touched = false;
-    let found = ctx.store.meta_get(
+    let found = ctx.store().meta_get(
         key,
         options.vivify.is_some(),
         !options.no_update,
@@ -211,7 +211,7 @@ fn set(
     out: &mut Vec<u8>,
 ) -> MetaStep {
     let options = command.options;
-    let store = &ctx.store;
+    let store = ctx.store();
     let wire_len = DataBlock::wire_len(value_len);
     if !store.item_fits(key.len(), options.client_flags, value_len) {
         // Refused before the data is read, which is then thrown away; whatever was
@@ -305,7 +305,9 @@ fn delete(
     let invalidate = options
         .invalidate
         .then(|| options.ttl.map(|ttl| expiry(Some(ttl))));
-    let outcome = ctx.store.meta_delete(key, options.compare_cas, invalidate);
+    let outcome = ctx
+        .store()
+        .meta_delete(key, options.compare_cas, invalidate);
     let code = match outcome {
         DeleteOutcome::Deleted => {
             bump(&counters.delete_hits);
@@ -342,7 +344,7 @@ fn arithmetic(
     let start = out.len();
     let create = options.vivify.map(|_| options.initial);
     let compare = options.compare_cas.unwrap_or(0);
-    let result = ctx.store.meta_arith(
+    let result = ctx.store().meta_arith(
         key,
         incr,
         options.delta,
@@ -415,7 +417,7 @@ fn debug(ctx: &ServerContext, key: Key<'_>, out: &mut Vec<u8>) {
     let mut key_buf: KeyBuf = [0; KEY_MAX_LENGTH];
     let key = key.decode(&mut key_buf);
     let item_size_max = ctx.settings.max_item_size;
-    let found = ctx.store.peek(key, |entry| {
+    let found = ctx.store().peek(key, |entry| {
         out.extend_from_slice(b"ME ");
         if entry.key_is_binary() {
             meta::base64_encode(entry.key(), out);

@@ -16,14 +16,13 @@ mod protocol;
 mod session;
 mod stats;
 
-use crate::config::{L2Settings, Settings};
+use crate::cache::{L1Config, L2Config, RatMemCache, RatMemCacheBuilder, TtlConfig};
+use crate::config::Settings;
 use crate::reactor::{
     ConnEntry, ConnRegistry, Endpoints, Reactor, ReactorConfig, ReactorStats, SessionFactory,
     UnixEndpoint,
 };
-#[cfg(feature = "l2")]
-use crate::store::TierConfig;
-use crate::store::{Store, StoreConfig};
+use crate::store::Store;
 use auth::Credentials;
 use counters::{CounterTotals, WorkerCounters};
 use parking_lot::Mutex;
@@ -31,8 +30,6 @@ use protocol::ProtocolSession;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-#[cfg(feature = "l2")]
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,7 +45,8 @@ const SWEEP_BUDGET: usize = 10_000;
 /// What every connection of the server shares.
 pub struct ServerContext {
     pub settings: Settings,
-    pub store: Store,
+    /// The cache, built through the library API like any embedding program's.
+    cache: RatMemCache,
     counters: Vec<WorkerCounters>,
     stats_base: Mutex<CounterTotals>,
     reactor_stats: Arc<ReactorStats>,
@@ -110,15 +108,7 @@ impl ServerContext {
     fn new(
         settings: Settings,
     ) -> io::Result<(ServerContext, crossbeam_channel::Receiver<Maintenance>)> {
-        let store_config = StoreConfig {
-            max_memory: settings.max_memory_bytes,
-            max_entries: settings.max_entries,
-            max_item_size: settings.max_item_size,
-            stripes: 0,
-            cas_enabled: settings.cas_enabled,
-            evictions_enabled: settings.evictions_enabled,
-        };
-        let store = open_store(store_config, &settings.l2)?;
+        let cache = build_cache(&settings)?;
         let (maintenance, requests) = crossbeam_channel::bounded(1);
         let ctx = ServerContext {
             maintenance,
@@ -134,11 +124,17 @@ impl ServerContext {
                 env!("CARGO_PKG_VERSION")
             ),
             verbosity: AtomicU32::new(u32::from(settings.verbosity)),
-            store,
+            cache,
             settings,
             auth: Authentication::default(),
         };
         Ok((ctx, requests))
+    }
+
+    /// The store every command works on.
+    #[inline]
+    pub fn store(&self) -> &Store {
+        self.cache.store()
     }
 
     /// A one-worker context with default settings, for session tests.
@@ -160,7 +156,7 @@ impl ServerContext {
     /// Runs `flush_all` and, when it took effect at once, has the background
     /// thread give the memory back on its next tick.
     fn flush_all(&self, delay_secs: i64) {
-        if self.store.flush_all(delay_secs) {
+        if self.store().flush_all(delay_secs) {
             // A full queue already holds a pending drop.
             let _ = self.maintenance.try_send(Maintenance::DropFlushed);
         }
@@ -193,47 +189,7 @@ impl SessionFactory for Sessions {
 pub struct Server {
     reactor: Reactor,
     sweeper: Option<std::thread::JoinHandle<()>>,
-    #[cfg(feature = "l2")]
-    warm_up: Option<WarmUp>,
     ctx: Arc<ServerContext>,
-}
-
-/// The thread that loads L1 from the persistent tier after start-up, while
-/// requests are served.
-#[cfg(feature = "l2")]
-struct WarmUp {
-    thread: std::thread::JoinHandle<()>,
-    stop: Arc<AtomicBool>,
-}
-
-#[cfg(feature = "l2")]
-impl WarmUp {
-    /// Starts the warm-up when there is a persistent tier and the settings want it.
-    fn start(ctx: &Arc<ServerContext>) -> io::Result<Option<WarmUp>> {
-        if ctx.settings.l2.data_dir.is_none() || !ctx.settings.l2.warmup {
-            return Ok(None);
-        }
-        let background = Arc::clone(ctx);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_requested = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("warm-up".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let loaded = background.store.warm_up(&stop_requested);
-                log::info!(
-                    "persistent tier: warm-up loaded {loaded} items into memory in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-            })?;
-        Ok(Some(WarmUp { thread, stop }))
-    }
-
-    /// Stops loading and waits for the thread.
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-    }
 }
 
 impl Server {
@@ -264,8 +220,6 @@ impl Server {
         Ok(Server {
             reactor,
             sweeper: Some(sweeper),
-            #[cfg(feature = "l2")]
-            warm_up: WarmUp::start(&ctx)?,
             ctx,
         })
     }
@@ -299,76 +253,63 @@ impl Server {
         if let Some(sweeper) = self.sweeper.take() {
             let _ = sweeper.join();
         }
-        #[cfg(feature = "l2")]
-        close_tier(self.warm_up.take(), &self.ctx.store);
+        let cache = &self.ctx.cache;
+        if let Err(error) = cache.shutdown() {
+            log::error!("{error}");
+        }
+        if let Some(l2) = cache.get_cache_stats().l2_stats {
+            log::info!(
+                "persistent tier: {} items ({} bytes) written and synced",
+                l2.entry_count,
+                l2.data_bytes
+            );
+        }
     }
 }
 
-/// Stops the warm-up, then writes what is queued for the persistent tier and
-/// fsyncs it.
-#[cfg(feature = "l2")]
-fn close_tier(warm_up: Option<WarmUp>, store: &Store) {
-    if let Some(warm_up) = warm_up {
-        warm_up.stop();
-    }
-    store.close();
-    if let Some(l2) = store.l2_stats() {
-        log::info!(
-            "persistent tier: {} items ({} bytes) written and synced",
-            l2.items,
-            l2.bytes
-        );
-    }
+/// The cache the settings describe, built as any program embedding rat_memcache builds
+/// one: the server reads and writes it through [`RatMemCache::store`].
+fn build_cache(settings: &Settings) -> io::Result<RatMemCache> {
+    const MB: u64 = 1024 * 1024;
+    let l1 = L1Config {
+        max_memory: settings.max_memory_bytes,
+        max_entries: settings.max_entries.unwrap_or(0),
+        eviction_strategy: settings.eviction,
+        max_item_size: settings.max_item_size,
+        cas_enabled: settings.cas_enabled,
+        evictions_enabled: settings.evictions_enabled,
+    };
+    let disk = &settings.l2;
+    // The settings are validated to fit in a usize once multiplied out.
+    let l2 = L2Config {
+        enable_l2_cache: disk.data_dir.is_some(),
+        data_dir: disk.data_dir.clone(),
+        clear_on_startup: disk.clear_on_startup,
+        max_disk_size: disk.max_disk_size_mb * MB,
+        enable_compression: disk.enable_compression,
+        compression_threshold: disk.compression_threshold,
+        flush_interval: Duration::from_millis(disk.flush_interval_ms),
+        sync_writes: disk.sync_writes,
+        warmup: disk.warmup,
+        batch_size: disk.batch_size,
+        max_queue_size: (disk.queue_max_mb * MB) as usize,
+        cache_size: (disk.cache_mb * MB) as usize,
+    };
+    // The server's own background thread sweeps (it also frees flushed items).
+    let ttl = TtlConfig {
+        cleanup_interval: 0,
+        ..TtlConfig::default()
+    };
+    RatMemCacheBuilder::new()
+        .l1_config(l1)
+        .l2_config(l2)
+        .ttl_config(ttl)
+        .build()
+        .map_err(io::Error::other)
 }
 
 /// Where to listen. As memcached does, a unix socket is served alone: `-s`
 /// turns TCP and UDP off, whatever `-l`, `-p` and `-U` say.
-/// The store, with its persistent tier when the settings name a data directory.
-#[cfg(feature = "l2")]
-fn open_store(config: StoreConfig, settings: &L2Settings) -> io::Result<Store> {
-    match l2_config(settings) {
-        Some(l2) => Store::open(config, l2).map_err(io::Error::other),
-        None => Ok(Store::new(config)),
-    }
-}
-
-/// The store, memory-only: this build has no persistent tier, so a data
-/// directory is refused rather than silently not written to.
-#[cfg(not(feature = "l2"))]
-fn open_store(config: StoreConfig, settings: &L2Settings) -> io::Result<Store> {
-    match &settings.data_dir {
-        Some(dir) => Err(io::Error::other(format!(
-            "data directory {}: this rat_memcached was built without the persistent tier \
-             (cargo feature `l2`); remove --data-dir and [melange_db] data_dir, or rebuild \
-             with the feature",
-            dir.display()
-        ))),
-        None => Ok(Store::new(config)),
-    }
-}
-
-/// The store's persistent tier as the settings describe it; `None` without a data dir.
-#[cfg(feature = "l2")]
-fn l2_config(settings: &L2Settings) -> Option<TierConfig> {
-    const MB: u64 = 1024 * 1024;
-    let data_dir = settings.data_dir.clone()?;
-    let defaults = TierConfig::new(&data_dir);
-    Some(TierConfig {
-        max_disk_bytes: settings.max_disk_size_mb * MB,
-        compress_from: settings
-            .enable_compression
-            .then_some(settings.compression_threshold),
-        flush_interval: Duration::from_millis(settings.flush_interval_ms),
-        batch_size: settings.batch_size,
-        // The settings are validated to fit in a usize.
-        queue_max_bytes: (settings.queue_max_mb * MB) as usize,
-        sync_writes: settings.sync_writes,
-        clear_on_startup: settings.clear_on_startup,
-        cache_bytes: (settings.cache_mb * MB) as usize,
-        ..defaults
-    })
-}
-
 fn endpoints(settings: &Settings) -> Endpoints {
     match &settings.unix_socket {
         Some(path) => Endpoints {
@@ -407,9 +348,9 @@ fn maintain(
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 next_tick = Instant::now() + interval;
                 if std::mem::take(&mut flushed) {
-                    ctx.store.drop_flushed();
+                    ctx.store().drop_flushed();
                 }
-                while ctx.store.sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
+                while ctx.store().sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
             }
         }
     }
@@ -444,6 +385,7 @@ pub(crate) fn process_cpu_times() -> (Duration, Duration) {
 #[cfg(all(test, not(feature = "l2")))]
 mod tests {
     use super::*;
+    use crate::config::L2Settings;
 
     #[test]
     fn a_data_directory_is_refused_without_the_persistent_tier() {
@@ -461,10 +403,13 @@ mod tests {
             Err(error) => error.to_string(),
         };
         assert!(
-            error.starts_with(&format!("data directory {}: ", data_dir.display())),
+            error.contains(&format!("data directory {}: ", data_dir.display())),
             "{error}"
         );
-        assert!(error.contains("without the persistent tier"), "{error}");
+        assert!(
+            error.contains("this build has no persistent tier (cargo feature `l2`)"),
+            "{error}"
+        );
         assert!(!data_dir.exists(), "the refused directory was created");
     }
 }

@@ -253,7 +253,7 @@ impl TextSession {
     /// Runs a storage command whose data block starts `body`. Returns the
     /// bytes of `body` used, or `None` while the block is incomplete.
     fn store(&mut self, header: StoreHeader<'_>, body: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-        let store = &self.ctx.store;
+        let store = self.ctx.store();
         let wire_len = DataBlock::wire_len(header.value_len);
         if !store.item_fits(header.key.len(), header.flags, header.value_len) {
             // memcached refuses before reading the value, throws the value
@@ -328,7 +328,7 @@ impl TextSession {
                 unreachable!("storage and meta commands are dispatched with their data")
             }
             Command::Delete { key, noreply } => {
-                let line = if ctx.store.delete(key) {
+                let line = if ctx.store().delete(key) {
                     bump(&counters.delete_hits);
                     "DELETED"
                 } else {
@@ -348,7 +348,7 @@ impl TextSession {
                 } else {
                     (&counters.decr_hits, &counters.decr_misses)
                 };
-                match ctx.store.incr_decr(key, incr, delta) {
+                match ctx.store().incr_decr(key, incr, delta) {
                     Ok(value) => {
                         bump(hits);
                         if !noreply {
@@ -372,7 +372,7 @@ impl TextSession {
             } => {
                 bump(&counters.cmd_touch);
                 let exptime = Expiry::from_memcached(i64::from(exptime));
-                let line = if ctx.store.touch(key, exptime) {
+                let line = if ctx.store().touch(key, exptime) {
                     bump(&counters.touch_hits);
                     "TOUCHED"
                 } else {
@@ -398,7 +398,7 @@ impl TextSession {
             }
             Command::Stats(group) => stats::write(ctx, group, out),
             Command::CacheMemlimit { megabytes, noreply } => {
-                ctx.store.set_max_memory(megabytes as usize * 1024 * 1024);
+                ctx.store().set_max_memory(megabytes as usize * 1024 * 1024);
                 answer(out, noreply, "OK");
             }
             Command::Version => {
@@ -447,9 +447,9 @@ impl TextSession {
                 reply::value(out, item.key, item.flags, item.value, cas);
             };
             let hit = if touch {
-                ctx.store.get_and_touch(key, expiry, write).is_some()
+                ctx.store().get_and_touch(key, expiry, write).is_some()
             } else {
-                ctx.store.get(key, write).is_some()
+                ctx.store().get(key, write).is_some()
             };
             count_fetch(counters, touch, hit);
         }

@@ -97,7 +97,7 @@ fn command_totals(ctx: &ServerContext) -> CounterTotals {
 fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     let c = command_totals(ctx);
     let r = &ctx.reactor_stats;
-    let s = ctx.store.stats();
+    let s = ctx.store().stats();
     let (user, system) = super::process_cpu_times();
     stat(out, "pid", std::process::id());
     stat(out, "uptime", ctx.started.elapsed().as_secs());
@@ -172,7 +172,7 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "evictions_entries", s.evictions_entries);
     stat(out, "reclaimed", s.reclaimed);
     #[cfg(feature = "l2")]
-    if let Some(l2) = ctx.store.l2_stats() {
+    if let Some(l2) = ctx.store().l2_stats() {
         l2_stats(&l2, out);
     }
 }
@@ -214,7 +214,7 @@ fn yes_no(b: bool) -> &'static str {
 
 fn settings(ctx: &ServerContext, out: &mut dyn StatSink) {
     let s = &ctx.settings;
-    stat(out, "maxbytes", ctx.store.stats().limit_maxbytes);
+    stat(out, "maxbytes", ctx.store().stats().limit_maxbytes);
     stat(out, "maxconns", s.max_connections);
     let port = s.listen.first().map_or(0, |a| a.port());
     stat(out, "tcpport", port);
@@ -267,7 +267,7 @@ fn settings(ctx: &ServerContext, out: &mut dyn StatSink) {
 /// Items live in one class here (there are no slab classes); it is listed
 /// when it holds items, as memcached lists only classes in use.
 fn items(ctx: &ServerContext, out: &mut dyn StatSink) {
-    let s = ctx.store.stats();
+    let s = ctx.store().stats();
     if s.curr_items == 0 {
         return;
     }
@@ -284,7 +284,7 @@ fn items(ctx: &ServerContext, out: &mut dyn StatSink) {
 }
 
 fn slabs(ctx: &ServerContext, out: &mut dyn StatSink) {
-    let s = ctx.store.stats();
+    let s = ctx.store().stats();
     let c = command_totals(ctx);
     if s.curr_items > 0 {
         // One class holds items of every size up to the item size limit.
