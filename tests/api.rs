@@ -1012,5 +1012,68 @@ fn keys_lists_memory_and_disk() {
     let mut keys = cache.keys().unwrap();
     keys.sort();
     assert_eq!(keys, [b"k1".to_vec(), b"k3".to_vec(), b"k4".to_vec()]);
-    assert!(matches!(cache.shutdown().and(cache.keys()), Err(Error::Closed)));
+    assert!(matches!(
+        cache.shutdown().and(cache.keys()),
+        Err(Error::Closed)
+    ));
+}
+
+// The other examples' code, checked the same way.
+#[allow(dead_code)]
+#[path = "../examples/advanced_config.rs"]
+mod advanced_config;
+#[allow(dead_code)]
+#[path = "../examples/monitoring.rs"]
+mod monitoring;
+
+#[test]
+fn the_advanced_configuration_example_runs() {
+    let dir = TempDir::new("advanced-config");
+    let mut out = Vec::new();
+    advanced_config::advanced_config(dir.path(), &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "memory limit 2048 MB, disk limit 20480 MB\n\
+         stored a 2048 byte report, 4096 bytes of noise and one 5 s item\n\
+         on disk after shutdown: 3 items, 1 of them compressed\n\
+         reopened: report intact, noise intact\n"
+    );
+    // Its TTL limits hold: no TTL means an hour, a longer one is cut to a day.
+    let cache = advanced_config::build(dir.path()).unwrap();
+    cache.set("default", "v").unwrap();
+    cache.set_with_ttl("long", "v", 30 * 86_400).unwrap();
+    let ttl = |key: &str| cache.store().peek(key.as_bytes(), |entry| entry.ttl()).flatten();
+    assert!(matches!(ttl("default"), Some(3599..=3600)), "{:?}", ttl("default"));
+    assert!(matches!(ttl("long"), Some(86_399..=86_400)), "{:?}", ttl("long"));
+    cache.shutdown().unwrap();
+}
+
+#[test]
+fn the_monitoring_example_exports_every_counter() {
+    let cache = memory_cache();
+    cache.set("a", "1").unwrap();
+    cache.get("a").unwrap();
+    cache.get("b").unwrap();
+    let text = monitoring::prometheus_text(&cache.get_cache_stats());
+    let samples: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
+    assert!(samples.contains(&"rat_memcache_l1_items 1"), "{text}");
+    assert!(samples.contains(&"rat_memcache_hits_total 1"), "{text}");
+    assert!(samples.contains(&"rat_memcache_misses_total 1"), "{text}");
+    assert!(!text.contains("l2_"), "no disk tier, no disk metrics: {text}");
+    // Every sample has its HELP and TYPE lines, in Prometheus's order.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), samples.len() * 3);
+    for chunk in lines.chunks(3) {
+        let name = chunk[2].split(' ').next().unwrap();
+        assert!(chunk[0].starts_with(&format!("# HELP {name} ")), "{chunk:?}");
+        assert!(chunk[1].starts_with(&format!("# TYPE {name} ")), "{chunk:?}");
+    }
+
+    let dir = TempDir::new("monitoring");
+    let cache = persistent_cache(dir.path(), persistent_config(dir.path()));
+    cache.set("k", "v").unwrap();
+    cache.shutdown().unwrap();
+    let text = monitoring::prometheus_text(&cache.get_cache_stats());
+    assert!(text.lines().any(|line| line == "rat_memcache_l2_items 1"), "{text}");
+    assert!(text.lines().any(|line| line == "rat_memcache_l2_fault 0"), "{text}");
 }
