@@ -1042,9 +1042,22 @@ fn the_advanced_configuration_example_runs() {
     let cache = advanced_config::build(dir.path()).unwrap();
     cache.set("default", "v").unwrap();
     cache.set_with_ttl("long", "v", 30 * 86_400).unwrap();
-    let ttl = |key: &str| cache.store().peek(key.as_bytes(), |entry| entry.ttl()).flatten();
-    assert!(matches!(ttl("default"), Some(3599..=3600)), "{:?}", ttl("default"));
-    assert!(matches!(ttl("long"), Some(86_399..=86_400)), "{:?}", ttl("long"));
+    let ttl = |key: &str| {
+        cache
+            .store()
+            .peek(key.as_bytes(), |entry| entry.ttl())
+            .flatten()
+    };
+    assert!(
+        matches!(ttl("default"), Some(3599..=3600)),
+        "{:?}",
+        ttl("default")
+    );
+    assert!(
+        matches!(ttl("long"), Some(86_399..=86_400)),
+        "{:?}",
+        ttl("long")
+    );
     cache.shutdown().unwrap();
 }
 
@@ -1059,14 +1072,23 @@ fn the_monitoring_example_exports_every_counter() {
     assert!(samples.contains(&"rat_memcache_l1_items 1"), "{text}");
     assert!(samples.contains(&"rat_memcache_hits_total 1"), "{text}");
     assert!(samples.contains(&"rat_memcache_misses_total 1"), "{text}");
-    assert!(!text.contains("l2_"), "no disk tier, no disk metrics: {text}");
+    assert!(
+        !text.contains("l2_"),
+        "no disk tier, no disk metrics: {text}"
+    );
     // Every sample has its HELP and TYPE lines, in Prometheus's order.
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), samples.len() * 3);
     for chunk in lines.chunks(3) {
         let name = chunk[2].split(' ').next().unwrap();
-        assert!(chunk[0].starts_with(&format!("# HELP {name} ")), "{chunk:?}");
-        assert!(chunk[1].starts_with(&format!("# TYPE {name} ")), "{chunk:?}");
+        assert!(
+            chunk[0].starts_with(&format!("# HELP {name} ")),
+            "{chunk:?}"
+        );
+        assert!(
+            chunk[1].starts_with(&format!("# TYPE {name} ")),
+            "{chunk:?}"
+        );
     }
 
     let dir = TempDir::new("monitoring");
@@ -1074,6 +1096,12 @@ fn the_monitoring_example_exports_every_counter() {
     cache.set("k", "v").unwrap();
     cache.shutdown().unwrap();
     let text = monitoring::prometheus_text(&cache.get_cache_stats());
-    assert!(text.lines().any(|line| line == "rat_memcache_l2_items 1"), "{text}");
-    assert!(text.lines().any(|line| line == "rat_memcache_l2_fault 0"), "{text}");
+    assert!(
+        text.lines().any(|line| line == "rat_memcache_l2_items 1"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|line| line == "rat_memcache_l2_fault 0"),
+        "{text}"
+    );
 }
