@@ -153,7 +153,8 @@ pub enum Status {
     TooLarge = 0x03,
     /// Lengths or values in the packet are wrong for the opcode.
     InvalidArguments = 0x04,
-    /// The item was not stored (an append or prepend to a missing key).
+    /// The item was not stored: an append or prepend to a missing key, or one
+    /// with no room for the longer value.
     NotStored = 0x05,
     /// incr or decr of a value that is not a decimal number.
     NonNumeric = 0x06,
