@@ -27,6 +27,8 @@
 //! The two are independent: `server` without `l2` is a memory-only memcached, `l2`
 //! without `server` a persistent cache for one process.
 
+#![warn(missing_docs)]
+
 pub mod ascii;
 pub mod cache;
 pub mod config;

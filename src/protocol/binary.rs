@@ -64,41 +64,77 @@ pub const NO_CREATE: u32 = 0xffff_ffff;
 
 /// Opcodes, as numbered by the binary protocol.
 pub mod opcode {
+    /// `get`: the value of a key; a miss is answered "Not found".
     pub const GET: u8 = 0x00;
+    /// `set`: store a value unconditionally.
     pub const SET: u8 = 0x01;
+    /// `add`: store a value only if the key is missing.
     pub const ADD: u8 = 0x02;
+    /// `replace`: store a value only if the key is present.
     pub const REPLACE: u8 = 0x03;
+    /// `delete`: remove a key.
     pub const DELETE: u8 = 0x04;
+    /// `increment`: add to a numeric value, optionally creating it.
     pub const INCREMENT: u8 = 0x05;
+    /// `decrement`: subtract from a numeric value, stopping at 0.
     pub const DECREMENT: u8 = 0x06;
+    /// `quit`: answer, then close the connection.
     pub const QUIT: u8 = 0x07;
+    /// `flush`: invalidate every item, now or after a delay.
     pub const FLUSH: u8 = 0x08;
+    /// `getq`: quiet `get`, a miss goes unanswered.
     pub const GETQ: u8 = 0x09;
+    /// `noop`: answered at once; ends a run of quiet requests.
     pub const NOOP: u8 = 0x0a;
+    /// `version`: the server's version string.
     pub const VERSION: u8 = 0x0b;
+    /// `getk`: `get` whose response carries the key.
     pub const GETK: u8 = 0x0c;
+    /// `getkq`: quiet `getk`.
     pub const GETKQ: u8 = 0x0d;
+    /// `append`: add bytes after an existing value.
     pub const APPEND: u8 = 0x0e;
+    /// `prepend`: add bytes before an existing value.
     pub const PREPEND: u8 = 0x0f;
+    /// `stat`: statistics, one packet per line, then an empty one.
     pub const STAT: u8 = 0x10;
+    /// `setq`: quiet `set`.
     pub const SETQ: u8 = 0x11;
+    /// `addq`: quiet `add`.
     pub const ADDQ: u8 = 0x12;
+    /// `replaceq`: quiet `replace`.
     pub const REPLACEQ: u8 = 0x13;
+    /// `deleteq`: quiet `delete`.
     pub const DELETEQ: u8 = 0x14;
+    /// `incrementq`: quiet `increment`.
     pub const INCREMENTQ: u8 = 0x15;
+    /// `decrementq`: quiet `decrement`.
     pub const DECREMENTQ: u8 = 0x16;
+    /// `quitq`: quiet `quit`, closes without an answer.
     pub const QUITQ: u8 = 0x17;
+    /// `flushq`: quiet `flush`.
     pub const FLUSHQ: u8 = 0x18;
+    /// `appendq`: quiet `append`.
     pub const APPENDQ: u8 = 0x19;
+    /// `prependq`: quiet `prepend`.
     pub const PREPENDQ: u8 = 0x1a;
+    /// `verbosity`: memcached answers it "Unknown command".
     pub const VERBOSITY: u8 = 0x1b;
+    /// `touch`: set a key's expiration without fetching it.
     pub const TOUCH: u8 = 0x1c;
+    /// `gat`: get and touch.
     pub const GAT: u8 = 0x1d;
+    /// `gatq`: quiet `gat`.
     pub const GATQ: u8 = 0x1e;
+    /// SASL list mechanisms.
     pub const SASL_LIST_MECHS: u8 = 0x20;
+    /// SASL authenticate: first step.
     pub const SASL_AUTH: u8 = 0x21;
+    /// SASL step: a further step of an authentication.
     pub const SASL_STEP: u8 = 0x22;
+    /// `gatk`: `gat` whose response carries the key.
     pub const GATK: u8 = 0x23;
+    /// `gatkq`: quiet `gatk`.
     pub const GATKQ: u8 = 0x24;
 }
 
@@ -107,18 +143,28 @@ pub mod opcode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Status {
+    /// The request succeeded.
     Success = 0x00,
+    /// The key is not in the cache.
     KeyNotFound = 0x01,
+    /// The key exists (add), or its CAS value did not match.
     KeyExists = 0x02,
+    /// The value is larger than the largest item.
     TooLarge = 0x03,
+    /// Lengths or values in the packet are wrong for the opcode.
     InvalidArguments = 0x04,
+    /// The item was not stored: an append or prepend to a missing key, or one
+    /// with no room for the longer value.
     NotStored = 0x05,
+    /// incr or decr of a value that is not a decimal number.
     NonNumeric = 0x06,
     /// Also memcached's answer to a flush when flushing is disabled (`-F`).
     AuthError = 0x20,
     /// SASL wants another step; the body is the server's challenge.
     AuthContinue = 0x21,
+    /// The opcode is unknown, or the packet's lengths do not add up.
     UnknownCommand = 0x81,
+    /// The cache has no room for the item.
     OutOfMemory = 0x82,
 }
 
@@ -144,15 +190,23 @@ impl Status {
 /// The fixed part of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Header {
+    /// [`REQUEST_MAGIC`] or [`RESPONSE_MAGIC`].
     pub magic: u8,
+    /// The command, one of the [`opcode`] constants.
     pub opcode: u8,
+    /// Length of the key, which follows the extras.
     pub key_len: u16,
+    /// Length of the extras, which follow the header.
     pub extras_len: u8,
+    /// Reserved: always 0.
     pub data_type: u8,
     /// vbucket id in a request, status in a response.
     pub vbucket_or_status: u16,
+    /// Length of extras, key and value together.
     pub body_len: u32,
+    /// Chosen by the client, echoed back in the response.
     pub opaque: u32,
+    /// Compare-and-swap value: a request's condition, a response's item version.
     pub cas: u64,
 }
 
@@ -192,15 +246,23 @@ impl Header {
 /// A value that has arrived, or the length of one still on its way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body<'a> {
+    /// The whole value, borrowed from the input.
     Complete(&'a [u8]),
-    Pending { len: usize },
+    /// A value the input does not hold yet.
+    Pending {
+        /// The value's length.
+        len: usize,
+    },
 }
 
 /// The storage command a set-family packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
+    /// `set`: store unconditionally.
     Set,
+    /// `add`: store only when the key is missing.
     Add,
+    /// `replace`: store only when the key is present.
     Replace,
 }
 
@@ -209,54 +271,81 @@ pub enum StoreKind {
 pub enum Command<'a> {
     /// get, getq, getk, getkq.
     Get {
+        /// The key to look up.
         key: &'a [u8],
+        /// Whether the response carries the key (getk, getkq).
         with_key: bool,
     },
     /// set, add, replace and their quiet forms.
     Store {
+        /// Which of set, add and replace.
         kind: StoreKind,
+        /// The key to store under.
         key: &'a [u8],
+        /// The client's opaque flags, stored with the item.
         flags: u32,
+        /// Expiration time, as in the text protocol.
         exptime: u32,
+        /// The value, or its length if it has yet to arrive.
         value: Body<'a>,
     },
     /// append, prepend and their quiet forms.
     Concat {
+        /// Append (true) or prepend (false).
         append: bool,
+        /// The key whose value grows.
         key: &'a [u8],
+        /// The bytes to add.
         value: Body<'a>,
     },
+    /// delete and deleteq.
     Delete {
+        /// The key to remove.
         key: &'a [u8],
     },
     /// increment, decrement and their quiet forms.
     Delta {
+        /// Increment (true) or decrement (false).
         incr: bool,
+        /// The key of the counter.
         key: &'a [u8],
+        /// The amount to add or subtract.
         delta: u64,
+        /// The value to create a missing counter with.
         initial: u64,
         /// [`NO_CREATE`]: fail when the item is missing.
         exptime: u32,
     },
+    /// quit and quitq.
     Quit,
     /// `exptime` 0 flushes now.
     Flush {
+        /// Delay before the flush, in seconds or as a Unix time.
         exptime: u32,
     },
+    /// noop.
     Noop,
+    /// version.
     Version,
     /// `group` is the key: empty for the general statistics.
     Stat {
+        /// The statistics group to report.
         group: &'a [u8],
     },
+    /// touch.
     Touch {
+        /// The key to touch.
         key: &'a [u8],
+        /// Its new expiration time.
         exptime: u32,
     },
     /// gat, gatq, gatk, gatkq.
     GetAndTouch {
+        /// The key to fetch and touch.
         key: &'a [u8],
+        /// Its new expiration time.
         exptime: u32,
+        /// Whether the response carries the key (gatk, gatkq).
         with_key: bool,
     },
     /// SASL list mechanisms.
@@ -264,17 +353,22 @@ pub enum Command<'a> {
     /// SASL auth (`step` false) or step: the mechanism is the key, the
     /// client's message the value.
     SaslAuth {
+        /// Auth (false) or step (true).
         step: bool,
+        /// The SASL mechanism name, sent as the key.
         mechanism: &'a [u8],
+        /// The client's SASL message, sent as the value.
         message: Body<'a>,
     },
     /// An opcode memcached does not serve (including verbosity): answer
     /// "Unknown command" once `swallow` more bytes have been skipped.
     Unknown {
+        /// Bytes still to skip after the extras and key already read.
         swallow: usize,
     },
     /// A packet memcached refuses: answer with `status` and close.
     Refused {
+        /// The status to answer with before closing.
         status: Status,
     },
 }
@@ -282,9 +376,11 @@ pub enum Command<'a> {
 /// One parsed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// The request's header, as read.
     pub header: Header,
     /// Whether success (and for gets, a miss) goes unanswered.
     pub quiet: bool,
+    /// What the request asks for.
     pub command: Command<'a>,
     /// Bytes of input the request used; for a [`Body::Pending`] value, the
     /// bytes before the value.
@@ -297,11 +393,13 @@ pub enum Parse<'a> {
     /// More input is needed; `wanted` is the size the packet's known part
     /// will have.
     Incomplete {
+        /// Bytes needed before parsing can go on.
         wanted: usize,
     },
     /// The input does not start with a request's magic byte: memcached
     /// closes the connection without a reply.
     BadMagic,
+    /// A request that checked out (or must be refused: see [`Command::Refused`]).
     Request(Request<'a>),
 }
 
@@ -512,7 +610,9 @@ fn be_u64(bytes: &[u8], at: usize) -> u64 {
 /// Writes the response packets of one request.
 #[derive(Debug, Clone, Copy)]
 pub struct Response {
+    /// The request's opcode, which every response repeats.
     pub opcode: u8,
+    /// The request's opaque, echoed back.
     pub opaque: u32,
 }
 

@@ -36,15 +36,25 @@ const MAX_TOKENS: usize = 20;
 /// Longest opaque token, its `O` included.
 pub const MAX_OPAQUE_LEN: usize = 32;
 
+/// Reply to a flag letter the command does not know.
 pub const INVALID_FLAG: &str = "CLIENT_ERROR invalid flag";
+/// Reply to a flag given twice.
 pub const DUPLICATE_FLAG: &str = "CLIENT_ERROR duplicate flag";
+/// Reply to a flag token that is not a number where one is needed (`N`, `T`, `R`, `C`).
 pub const BAD_TOKEN: &str = "CLIENT_ERROR bad token in command line format";
+/// Reply to a `b` key that is not valid base64.
 pub const BAD_KEY_ENCODING: &str = "CLIENT_ERROR error decoding key";
+/// Reply to a `J` (initial value) token that is not a number.
 pub const INVALID_INITIAL: &str = "CLIENT_ERROR invalid numeric initial value";
+/// Reply to a `D` (delta) token that is not a number.
 pub const INVALID_DELTA: &str = "CLIENT_ERROR invalid numeric delta value";
+/// Reply to an `M` flag with more than one mode letter.
 pub const BAD_MODE_LENGTH: &str = "CLIENT_ERROR incorrect length for M token";
+/// Reply to an `ms` `M` mode other than `S`, `E`, `A`, `P` or `R`.
 pub const BAD_SET_MODE: &str = "CLIENT_ERROR invalid mode for ms M token";
+/// Reply to an `ma` `M` mode other than `I`, `+`, `D` or `-`.
 pub const BAD_ARITH_MODE: &str = "CLIENT_ERROR invalid mode for ma M token";
+/// Reply to an `O` token longer than [`MAX_OPAQUE_LEN`].
 pub const OPAQUE_TOO_LONG: &str = "CLIENT_ERROR opaque token too long";
 /// `mg`'s wording.
 pub const GET_FLAGS_TOO_LONG: &str = "CLIENT_ERROR options flags are too long";
@@ -63,11 +73,14 @@ pub enum Request<'a> {
     Noop,
     /// `me <key> [b]`: the item's metadata.
     Debug(Key<'a>),
+    /// `mg`, `ms`, `md` or `ma`.
     Command(MetaCommand<'a>),
     /// memcached's reply to a bad request, sent after `swallow` bytes of data (an `ms`
     /// value, with its `\r\n`) were thrown away.
     Error {
+        /// memcached's reply text.
         reply: &'static str,
+        /// Data bytes to discard before replying.
         swallow: usize,
     },
 }
@@ -107,14 +120,20 @@ impl<'a> Key<'a> {
 /// Which meta command, with its mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaKind {
+    /// `mg`: fetch an item.
     Get,
     /// `value_len` bytes of data (and `\r\n`) follow the line.
     Set {
+        /// How the data is stored (`M` flag).
         mode: SetMode,
+        /// Announced data length, without the trailing `\r\n`.
         value_len: u32,
     },
+    /// `md`: delete or invalidate an item.
     Delete,
+    /// `ma`: increment or decrement a counter.
     Arithmetic {
+        /// Increment (true) or decrement (false), from the `M` flag.
         incr: bool,
     },
 }
@@ -122,11 +141,15 @@ pub enum MetaKind {
 /// `ms`'s `M` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetMode {
+    /// `MS` (the default): store unconditionally.
     Set,
     /// `ME`
     Add,
+    /// `MA`: add the data after an existing value.
     Append,
+    /// `MP`: add the data before an existing value.
     Prepend,
+    /// `MR`: store only when the key is present.
     Replace,
 }
 
@@ -163,8 +186,11 @@ pub struct Options {
 /// A well-formed `mg`, `ms`, `md` or `ma`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetaCommand<'a> {
+    /// Which command, with its mode.
     pub kind: MetaKind,
+    /// The key, possibly base64.
     pub key: Key<'a>,
+    /// What the flags asked for.
     pub options: Options,
     /// The flag tokens, as sent.
     flags: &'a [u8],

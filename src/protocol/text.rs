@@ -31,21 +31,37 @@ pub const MAX_LINE_WITHOUT_NEWLINE: usize = 2048;
 /// without limit while we wait for its newline.
 pub const MAX_GET_LINE: usize = 2 * 1024 * 1024;
 
+/// Reply to an unknown command, or one with too few tokens.
 pub const ERROR: &str = "ERROR";
+/// Reply to a line whose arguments memcached cannot read.
 pub const BAD_FORMAT: &str = "CLIENT_ERROR bad command line format";
+/// Reply to a data block that does not end in `\r\n` where its length says.
 pub const BAD_DATA_CHUNK: &str = "CLIENT_ERROR bad data chunk";
+/// Reply to an expiration time that is not a number.
 pub const BAD_EXPTIME: &str = "CLIENT_ERROR invalid exptime argument";
+/// Reply to an incr or decr amount that is not a number.
 pub const BAD_DELTA: &str = "CLIENT_ERROR invalid numeric delta argument";
+/// Reply to a `delete` with too many arguments.
 pub const BAD_DELETE: &str = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
+/// Reply to an incr or decr of a value that is not a number.
 pub const NON_NUMERIC: &str = "CLIENT_ERROR cannot increment or decrement non-numeric value";
+/// Reply to a value larger than the largest item.
 pub const TOO_LARGE: &str = "SERVER_ERROR object too large for cache";
+/// Reply when the cache has no room for a stored value.
 pub const NO_MEMORY: &str = "SERVER_ERROR out of memory storing object";
+/// Reply when the cache has no room for the result of an incr or decr.
 pub const NO_MEMORY_DELTA: &str = "SERVER_ERROR out of memory";
+/// Reply to `flush_all` when flushing is disabled (`-F`).
 pub const FLUSH_DISABLED: &str = "CLIENT_ERROR flush_all not allowed";
+/// Reply to `shutdown` when it is not enabled (`-A`).
 pub const SHUTDOWN_DISABLED: &str = "ERROR: shutdown not enabled";
+/// Reply to `shutdown` with an argument other than `graceful`.
 pub const BAD_SHUTDOWN: &str = "CLIENT_ERROR invalid shutdown mode";
+/// Reply to `cache_memlimit` below 8 megabytes.
 pub const MEMLIMIT_TOO_SMALL: &str = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m";
+/// Reply to `cache_memlimit` above 1000000000, most likely meant as bytes.
 pub const MEMLIMIT_NOT_BYTES: &str = "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes";
+/// Reply to `stats detail` without `on`, `off` or `dump`.
 pub const STATS_DETAIL_USAGE: &str = "CLIENT_ERROR usage: stats detail on|off|dump";
 
 /// The result of looking at the start of a connection's input.
@@ -54,7 +70,12 @@ pub enum Parse<'a> {
     /// No complete line yet: read more.
     Incomplete,
     /// One request line; `len` bytes (including the newline) were used.
-    Line { command: Command<'a>, len: usize },
+    Line {
+        /// The request.
+        command: Command<'a>,
+        /// Bytes of input used, the newline included.
+        len: usize,
+    },
     /// The peer is not speaking the protocol (an endless line, HTTP):
     /// memcached drops such a connection without a reply.
     Close,
@@ -63,14 +84,18 @@ pub enum Parse<'a> {
 /// Which of the retrieval commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetKind {
+    /// `get`: values only.
     Get,
+    /// `gets`: values with their CAS.
     Gets,
     /// get-and-touch; `Gats` also returns CAS.
     Gat,
+    /// `gats`: get-and-touch with CAS.
     Gats,
 }
 
 impl GetKind {
+    /// Whether the reply carries each item's CAS value (gets, gats).
     pub fn with_cas(self) -> bool {
         matches!(self, GetKind::Gets | GetKind::Gats)
     }
@@ -79,37 +104,55 @@ impl GetKind {
 /// Which storage command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
+    /// `set`: store unconditionally.
     Set,
+    /// `add`: store only when the key is missing.
     Add,
+    /// `replace`: store only when the key is present.
     Replace,
+    /// `append`: add the data after an existing value.
     Append,
+    /// `prepend`: add the data before an existing value.
     Prepend,
+    /// `cas`: store only when the item's CAS still matches.
     Cas,
 }
 
 /// A storage command's line; its data block follows it in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreHeader<'a> {
+    /// Which storage command.
     pub kind: StoreKind,
+    /// The key to store under.
     pub key: &'a [u8],
+    /// The client's opaque flags, stored with the item.
     pub flags: u32,
+    /// Expiration time: seconds from now, a Unix time, or negative for already expired.
     pub exptime: i32,
     /// Announced data length, without the trailing `\r\n`.
     pub value_len: usize,
     /// Compare-and-swap token, 0 unless `kind` is `Cas`.
     pub cas: u64,
+    /// Whether the client asked for no reply.
     pub noreply: bool,
 }
 
 /// The stats groups memcached's `stats <group>` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatsGroup<'a> {
+    /// `stats`: the general statistics.
     General,
+    /// `stats settings`.
     Settings,
+    /// `stats items`: per slab class item counts.
     Items,
+    /// `stats slabs`: per slab class memory use.
     Slabs,
+    /// `stats sizes`: item counts by size.
     Sizes,
+    /// `stats conns`: one block per open connection.
     Conns,
+    /// `stats reset`: zero the resettable counters.
     Reset,
     /// `stats detail on|off|dump`; `None` when the argument is missing.
     Detail(Option<&'a [u8]>),
@@ -120,60 +163,92 @@ pub enum StatsGroup<'a> {
 /// `shutdown` and its argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {
+    /// `shutdown`: stop now.
     Now,
+    /// `shutdown graceful`.
     Graceful,
+    /// Any other argument, or too many: a client error.
     Invalid,
 }
 
 /// One parsed request line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
+    /// get, gets, gat, gats.
     Get {
+        /// Which retrieval command.
         kind: GetKind,
         /// For gat/gats; 0 otherwise.
         exptime: i32,
+        /// The keys to look up, in order.
         keys: Keys<'a>,
     },
+    /// set, add, replace, append, prepend, cas.
     Store(StoreHeader<'a>),
+    /// `delete <key> [noreply]`.
     Delete {
+        /// The key to remove.
         key: &'a [u8],
+        /// Whether the client asked for no reply.
         noreply: bool,
     },
+    /// `incr` or `decr`.
     IncrDecr {
+        /// Increment (true) or decrement (false).
         incr: bool,
+        /// The key of the counter.
         key: &'a [u8],
+        /// The amount to add or subtract.
         delta: u64,
+        /// Whether the client asked for no reply.
         noreply: bool,
     },
+    /// `touch <key> <exptime> [noreply]`.
     Touch {
+        /// The key to touch.
         key: &'a [u8],
+        /// Its new expiration time.
         exptime: i32,
+        /// Whether the client asked for no reply.
         noreply: bool,
     },
     /// `delay` is `None` when the argument was not a number.
     FlushAll {
+        /// Seconds (or a Unix time) before everything is invalidated.
         delay: Option<i32>,
+        /// Whether the client asked for no reply.
         noreply: bool,
     },
+    /// `verbosity <level> [noreply]`.
     Verbosity {
+        /// The requested verbosity.
         level: u32,
+        /// Whether the client asked for no reply.
         noreply: bool,
     },
+    /// `stats [group]`.
     Stats(StatsGroup<'a>),
     /// `cache_memlimit <megabytes>`: already checked against memcached's
     /// bounds (at least 8, at most 1000000000).
     CacheMemlimit {
+        /// The new memory limit, in megabytes.
         megabytes: u32,
+        /// Whether the client asked for no reply.
         noreply: bool,
     },
+    /// `version`.
     Version,
+    /// `quit`: close the connection.
     Quit,
+    /// `shutdown [graceful]`.
     Shutdown(ShutdownMode),
     /// `mg`, `ms`, `md`, `ma`, `mn`, `me` (and any other `m?`, which is an error).
     Meta(meta::Request<'a>),
     /// memcached's reply to a malformed line.
     Error {
+        /// memcached's reply text.
         reply: &'static str,
+        /// Whether `noreply` had been seen, which silences most error replies.
         noreply: bool,
     },
 }
@@ -186,6 +261,7 @@ pub struct Keys<'a> {
 }
 
 impl<'a> Keys<'a> {
+    /// Keys from `rest`: the tokens after the command, separated by spaces.
     pub fn new(rest: &'a [u8]) -> Keys<'a> {
         Keys { rest }
     }

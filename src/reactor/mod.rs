@@ -60,7 +60,10 @@ pub enum Next {
     /// incomplete one. `wanted` is the total size that request will have,
     /// when known (a value announced by its header), so the input buffer can
     /// be sized once; 0 when unknown.
-    NeedInput { wanted: usize },
+    NeedInput {
+        /// Total bytes the incomplete request will have; 0 when unknown.
+        wanted: usize,
+    },
     /// Complete requests are left but the output limit was reached: call
     /// again once the output has been sent.
     OutputFull,
@@ -117,6 +120,7 @@ pub trait Session {
 
 /// Creates the session of each new connection.
 pub trait SessionFactory: Send + Sync + 'static {
+    /// The session type this factory makes.
     type Session: Session + Send;
     /// `worker` is the index of the worker thread that will own the
     /// connection, so sessions can share per-thread state such as counters.
@@ -126,6 +130,7 @@ pub trait SessionFactory: Send + Sync + 'static {
 /// How the reactor is sized.
 #[derive(Debug, Clone)]
 pub struct ReactorConfig {
+    /// Worker threads, each with its own poll and connections.
     pub threads: usize,
     /// Client connections served at once; one more is told so and closed.
     pub max_connections: usize,
@@ -136,14 +141,18 @@ pub struct ReactorConfig {
 /// Where the reactor listens.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
+    /// TCP addresses to listen on.
     pub tcp: Vec<SocketAddr>,
+    /// UDP addresses to read datagrams from; every worker reads them all.
     pub udp: Vec<SocketAddr>,
+    /// A unix domain socket to listen on, if any.
     pub unix: Option<UnixEndpoint>,
 }
 
 /// A unix domain socket to listen on.
 #[derive(Debug, Clone)]
 pub struct UnixEndpoint {
+    /// Filesystem path of the socket.
     pub path: PathBuf,
     /// Permission bits of the socket file (memcached's `-a`).
     pub mode: u32,
@@ -152,12 +161,18 @@ pub struct UnixEndpoint {
 /// Connection counters, kept by the reactor and read by `stats`.
 #[derive(Debug, Default)]
 pub struct ReactorStats {
+    /// Open connections; as in memcached, each worker's UDP socket counts as
+    /// one.
     pub curr_connections: AtomicU64,
+    /// Connections opened since start, UDP sockets included.
     pub total_connections: AtomicU64,
+    /// Connections refused because `max_connections` was reached.
     pub rejected_connections: AtomicU64,
     /// Connections made to wait for others after a large burst of input.
     pub conn_yields: AtomicU64,
+    /// Bytes read from clients, over every transport.
     pub bytes_read: AtomicU64,
+    /// Bytes written to clients, over every transport.
     pub bytes_written: AtomicU64,
 }
 
@@ -176,6 +191,7 @@ impl ShutdownHandle {
         let _ = self.acceptor.wake();
     }
 
+    /// Whether a shutdown has been asked for.
     pub fn is_requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
     }
@@ -303,6 +319,7 @@ impl Reactor {
         Ok((shutdown, threads))
     }
 
+    /// A handle that stops this reactor.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }

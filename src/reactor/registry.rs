@@ -16,14 +16,18 @@ use std::time::Instant;
 /// How a connection reaches the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// A TCP connection.
     Tcp,
+    /// A UDP socket.
     Udp,
+    /// A unix-domain stream connection.
     Unix,
 }
 
 /// One end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// An IP address and port.
     Inet(SocketAddr),
     /// A unix socket's path; `None` for the unnamed socket a client
     /// connects from.
@@ -33,7 +37,9 @@ pub enum Endpoint {
 /// One open connection as `stats conns` shows it.
 #[derive(Debug, Clone)]
 pub struct ConnEntry {
+    /// The connection's number, unique for the registry's life.
     pub id: u64,
+    /// TCP, UDP or unix socket.
     pub transport: Transport,
     /// The client; for a UDP socket, the socket itself (it has no one peer).
     pub peer: Endpoint,
@@ -43,6 +49,7 @@ pub struct ConnEntry {
     pub last_active: Arc<AtomicU64>,
 }
 
+/// Every open connection and UDP socket, shared by the workers.
 #[derive(Debug)]
 pub struct ConnRegistry {
     started: Instant,
@@ -66,6 +73,8 @@ impl ConnRegistry {
         self.started.elapsed().as_secs()
     }
 
+    /// Adds a connection under a fresh id, active now; the caller keeps the
+    /// returned entry to update its `last_active`.
     pub fn register(&self, transport: Transport, peer: Endpoint, local: Endpoint) -> ConnEntry {
         let entry = ConnEntry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -78,6 +87,7 @@ impl ConnRegistry {
         entry
     }
 
+    /// Removes connection `id`, once it has closed.
     pub fn unregister(&self, id: u64) {
         self.conns.lock().remove(&id);
     }

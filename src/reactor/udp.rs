@@ -59,9 +59,13 @@ const MAX_PAYLOAD: usize = MAX_DATAGRAM - HEADER_LEN;
 /// The frame header of a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// Chosen by the client, echoed in every datagram of the reply.
     pub request_id: u16,
+    /// This datagram's position in the reply, from 0.
     pub sequence: u16,
+    /// How many datagrams the reply has.
     pub total: u16,
+    /// Must be 0.
     pub reserved: u16,
 }
 
@@ -79,6 +83,7 @@ impl FrameHeader {
         Some((header, payload))
     }
 
+    /// The header's 8 bytes, in network byte order.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut bytes = [0; HEADER_LEN];
         for (at, field) in [self.request_id, self.sequence, self.total, self.reserved]

@@ -44,6 +44,7 @@ const SWEEP_BUDGET: usize = 10_000;
 
 /// What every connection of the server shares.
 pub struct ServerContext {
+    /// The configuration the server runs with.
     pub settings: Settings,
     /// The cache, built through the library API like any embedding program's.
     cache: RatMemCache,

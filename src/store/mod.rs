@@ -152,10 +152,15 @@ impl Default for StoreConfig {
 /// Which storage command a [`Store::store`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreMode {
+    /// `set`: store unconditionally.
     Set,
+    /// `add`: store only when the key is missing.
     Add,
+    /// `replace`: store only when the key is present.
     Replace,
+    /// `append`: add the value after the item's.
     Append,
+    /// `prepend`: add the value before the item's.
     Prepend,
     /// `cas` with the client's unique value.
     Cas(u64),
@@ -164,7 +169,11 @@ pub enum StoreMode {
 /// What a storage command did, one variant per memcached reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {
+    /// The value was stored.
     Stored,
+    /// The mode's condition failed (`add` of a present key; `replace`, `append`
+    /// or `prepend` of a missing one), or an append or prepend had no room for
+    /// the longer item.
     NotStored,
     /// `cas` found the item changed since the client read it.
     Exists,
@@ -191,29 +200,35 @@ pub struct StoreOptions {
 /// What a delete did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
+    /// The item was removed.
     Deleted,
     /// Kept but marked stale, under a new CAS.
     Invalidated,
     /// The item's CAS was not the one given.
     Exists,
+    /// No live item has the key.
     NotFound,
 }
 
 /// Why an incr, a decr or a meta arithmetic command did not apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeltaError {
+    /// No live item has the key, and none was to be created.
     NotFound,
     /// The item's CAS is not the one the request named.
     Exists,
     /// The item's value is not a decimal number memcached would accept.
     NonNumeric,
+    /// The result needed a larger item and nothing could be evicted to make room.
     NoMemory,
 }
 
 /// An incr or decr as the binary protocol asks for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeltaRequest {
+    /// Increment (true) or decrement (false, stopping at 0).
     pub incr: bool,
+    /// The amount to add or subtract.
     pub delta: u64,
     /// When not 0, the item's CAS must equal it.
     pub expected_cas: u64,
@@ -224,6 +239,7 @@ pub struct DeltaRequest {
 /// What an applied [`DeltaRequest`] left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeltaApplied {
+    /// The counter's new value.
     pub value: u64,
     /// The item's new CAS (0 when CAS is disabled).
     pub cas: u64,
@@ -234,8 +250,11 @@ pub struct DeltaApplied {
 /// A live item, lent to a reader while its stripe is locked.
 #[derive(Clone, Copy, Debug)]
 pub struct ItemView<'a> {
+    /// The item's key.
     pub key: &'a [u8],
+    /// The item's value.
     pub value: &'a [u8],
+    /// The client's opaque flags.
     pub flags: u32,
     /// 0 when CAS is disabled.
     pub cas: u64,
@@ -283,14 +302,17 @@ impl<'a> MetaEntry<'a> {
         }
     }
 
+    /// The item's key.
     pub fn key(&self) -> &[u8] {
         self.slot.key()
     }
 
+    /// The item's value.
     pub fn value(&self) -> &[u8] {
         self.slot.value()
     }
 
+    /// The client's opaque flags.
     pub fn flags(&self) -> u32 {
         self.slot.flags
     }
@@ -326,6 +348,7 @@ impl<'a> MetaEntry<'a> {
         self.created
     }
 
+    /// Whether the client gave the key base64-encoded (meta flag `b`), so replies show it so.
     pub fn key_is_binary(&self) -> bool {
         self.slot.key_is_binary()
     }
@@ -341,6 +364,7 @@ impl<'a> MetaEntry<'a> {
         )
     }
 
+    /// Sets the item's expiry, written back when the command is done.
     pub fn set_expiry(&mut self, exptime: Expiry) {
         self.exptime = exptime.rel_time();
     }
@@ -449,6 +473,7 @@ pub struct Store {
 }
 
 impl Store {
+    /// An empty store with only the in-memory tier.
     pub fn new(config: StoreConfig) -> Store {
         let stripe_count = stripe_count(config.stripes);
         let stripes = (0..stripe_count)
@@ -490,6 +515,7 @@ impl Store {
         Ok(store)
     }
 
+    /// The configuration the store was built with.
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }

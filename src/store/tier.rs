@@ -55,13 +55,29 @@ impl TierConfig {
 #[derive(Debug)]
 pub enum TierError {
     /// Another running process holds the directory.
-    InUse { dir: PathBuf },
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// The directory's database could not be opened or read.
-    Corrupt { dir: PathBuf, detail: String },
+    Corrupt {
+        /// The data directory.
+        dir: PathBuf,
+        /// What the database reported.
+        detail: String,
+    },
     /// The directory could not be created, cleared or opened.
-    Io { dir: PathBuf, source: io::Error },
+    Io {
+        /// The data directory.
+        dir: PathBuf,
+        /// The failing operation's error.
+        source: io::Error,
+    },
     /// This build has no persistent tier (it was built without the cargo feature `l2`).
-    NotBuilt { dir: PathBuf },
+    NotBuilt {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 impl std::fmt::Display for TierError {
@@ -95,11 +111,13 @@ impl std::error::Error for TierError {}
 /// The tier's counters, for `stats`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TierStats {
+    /// Items on disk.
     pub items: u64,
     /// Bytes of keys and records (what the disk limit counts).
     pub bytes: u64,
     /// The database's files on disk.
     pub disk_bytes: u64,
+    /// The disk limit, `max_disk_bytes`.
     pub limit_bytes: u64,
     /// L1 misses that looked in L2.
     pub reads: u64,
@@ -113,12 +131,15 @@ pub struct TierStats {
     pub warmed: u64,
     /// Messages applied (puts and deletes).
     pub writes: u64,
+    /// Batches the writer has applied.
     pub batches: u64,
     /// fsyncs.
     pub flushes: u64,
     /// How long the last fsync took, in milliseconds.
     pub last_sync_ms: u64,
+    /// Messages waiting for the writer.
     pub queue_depth: u64,
+    /// Bytes of the messages waiting for the writer.
     pub queue_bytes: u64,
     /// Times a command waited for room in the queue.
     pub queue_waits: u64,
@@ -130,6 +151,8 @@ pub struct TierStats {
     pub reclaimed: u64,
     /// Values stored LZ4-compressed.
     pub compressed: u64,
+    /// Errors that fault the tier (a failed read, write or fsync, a panicked
+    /// thread), each one counted.
     pub errors: u64,
     /// Whether the tier stopped writing after a fault.
     pub faulted: bool,
