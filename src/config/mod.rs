@@ -46,6 +46,9 @@
 //! Every error is a [`ConfigError`]: one line that names the flag or the config key at
 //! fault, and quotes memcached's own wording where memcached has a rule for it.
 
+// The docs above describe the server's half too, which a build without it lacks.
+#![cfg_attr(not(feature = "server"), allow(rustdoc::broken_intra_doc_links))]
+
 pub use crate::cache::{EvictionStrategy, L1Config, L2Config, PerformanceConfig, TtlConfig};
 
 #[cfg(feature = "server")]
