@@ -83,6 +83,9 @@ const INITIAL_QUEUE_LIMIT: usize = 1024 * 1024;
 /// Waits for queue room are logged at most this often.
 const WAIT_LOG_INTERVAL_SECS: u32 = 10;
 
+/// How long a conflict on melange_db's own lock is retried (see `open_db`).
+const MELANGE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// The file whose lock says a process is using the directory.
 const LOCK_FILE: &str = "rat_memcached.lock";
 
@@ -225,9 +228,15 @@ impl TierShared {
     /// Records a fault: stops reads and disk writes, leaves the `FAULT` file, logs.
     fn fault(&self, reason: String) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        if self.faulted.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            // The reason is in place before anyone can see the fault.
+            let mut first = self.fault_reason.lock();
+            if first.is_some() {
+                return;
+            }
+            *first = Some(reason.clone());
         }
+        self.faulted.store(true, Ordering::Release);
         log::error!(
             "persistent tier: {reason}; writing to {} stopped, the cache goes on from memory",
             self.config.data_dir.display()
@@ -240,7 +249,6 @@ impl TierShared {
                 self.config.data_dir.display()
             );
         }
-        *self.fault_reason.lock() = Some(reason);
     }
 
     /// Marks a message of `bucket` applied and gives its room in the queue back.
@@ -730,7 +738,21 @@ fn open_db(config: &TierConfig) -> Result<Db, TierError> {
         // the process on a write error.
         .flush_every_ms(None)
         .cache_capacity_bytes(config.cache_bytes);
-    match catch_unwind(AssertUnwindSafe(|| melange_config.open::<LEAF_FANOUT>())) {
+    // Our own lock is held, so no other instance has the directory; but melange_db's
+    // background threads let go of its lock a moment after a previous handle in this
+    // process was dropped (a store closed and opened again), so a conflict is retried
+    // for a while before it counts.
+    let give_up = Instant::now() + MELANGE_LOCK_WAIT;
+    let opened = loop {
+        let opened = catch_unwind(AssertUnwindSafe(|| melange_config.open::<LEAF_FANOUT>()));
+        match &opened {
+            Ok(Err(error)) if is_lock_conflict(error) && Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => break opened,
+        }
+    };
+    match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(error)) if is_lock_conflict(&error) => Err(TierError::InUse { dir: dir.clone() }),
         Ok(Err(error)) if error.kind() == io::ErrorKind::PermissionDenied => Err(TierError::Io {
