@@ -65,6 +65,27 @@ pub fn process_started() -> i64 {
     epoch().process_started
 }
 
+/// A moment on the store's clock as Unix time, as the persistent tier stores times
+/// (0, "never", stays 0).
+#[cfg(feature = "l2")]
+pub(crate) fn to_unix(rel: RelTime) -> u32 {
+    if rel == 0 {
+        return 0;
+    }
+    u32::try_from(process_started() + i64::from(rel)).unwrap_or(u32::MAX)
+}
+
+/// A Unix time on the store's clock (0 stays 0; the past becomes 1, always passed).
+#[cfg(feature = "l2")]
+pub(crate) fn from_unix(unix: u32) -> RelTime {
+    if unix == 0 {
+        return 0;
+    }
+    u32::try_from(i64::from(unix) - process_started())
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// memcached's `realtime()`: a positive client time (relative or absolute) on the store's clock.
 fn realtime(exptime: i64) -> RelTime {
     debug_assert!(exptime > 0);
@@ -230,5 +251,16 @@ mod tests {
         assert_eq!(flush_deadline(0), start);
         assert_eq!(flush_deadline(-5), start);
         assert_eq!(flush_deadline(30), start + 30);
+    }
+
+    #[cfg(feature = "l2")]
+    #[test]
+    fn unix_times_round_trip_and_keep_their_special_values() {
+        let now = now();
+        assert_eq!(from_unix(to_unix(now)), now);
+        assert_eq!(to_unix(now + 60) - to_unix(now), 60);
+        assert_eq!((to_unix(0), from_unix(0)), (0, 0));
+        // Before this process started: always in the past, never "never".
+        assert_eq!(from_unix(1), 1);
     }
 }

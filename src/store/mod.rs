@@ -1035,8 +1035,8 @@ impl Store {
                 key_len: key.len(),
                 header: ItemHeader {
                     flags: slot.flags,
-                    exptime: unix_time(slot.exptime),
-                    time: unix_time(slot.time),
+                    exptime: clock::to_unix(slot.exptime),
+                    time: clock::to_unix(slot.time),
                     cas: slot.cas,
                     seq: 0,
                 },
@@ -1057,7 +1057,7 @@ impl Store {
     #[cfg(feature = "l2")]
     fn journal_flush(&self, oldest_live: RelTime, oldest_cas: u64) {
         if let Some(tier) = &self.tier {
-            tier.flush(unix_time(oldest_live), oldest_cas);
+            tier.flush(clock::to_unix(oldest_live), oldest_cas);
         }
     }
 
@@ -1110,8 +1110,8 @@ impl Store {
         let meta = ItemMeta {
             cas: loaded.cas,
             flags: loaded.flags,
-            exptime: rel_time(loaded.exptime),
-            time: rel_time(loaded.time).max(1),
+            exptime: clock::from_unix(loaded.exptime),
+            time: clock::from_unix(loaded.time).max(1),
         };
         let mut data = Some(loaded.data);
         let adoption = self
@@ -1356,26 +1356,6 @@ fn await_durable(durable: Durable) {
         // more will come.
         let _ = done.recv();
     }
-}
-
-/// A time on the store's clock as Unix time (0, "never", stays 0).
-#[cfg(feature = "l2")]
-fn unix_time(rel: RelTime) -> u32 {
-    if rel == 0 {
-        return 0;
-    }
-    u32::try_from(clock::process_started() + i64::from(rel)).unwrap_or(u32::MAX)
-}
-
-/// A Unix time on the store's clock (0 stays 0; the past becomes 1, always passed).
-#[cfg(feature = "l2")]
-fn rel_time(unix: u32) -> RelTime {
-    if unix == 0 {
-        return 0;
-    }
-    u32::try_from(i64::from(unix) - clock::process_started())
-        .unwrap_or(1)
-        .max(1)
 }
 
 /// The number of stripes for a configured count (0 = automatic).

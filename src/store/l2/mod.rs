@@ -264,6 +264,12 @@ impl TierShared {
         self.room_freed.notify_all();
     }
 
+    /// Whether the disk still holds what L1 said: not after a fault, nor once the
+    /// writer stopped (a close).
+    fn follows_l1(&self) -> bool {
+        !self.faulted.load(Ordering::Acquire) && self.writer_running.load(Ordering::Acquire)
+    }
+
     fn flush_floor(&self) -> FlushFloor {
         FlushFloor {
             time: self.flush_time.load(Ordering::Acquire),
@@ -499,26 +505,16 @@ impl Tier {
     /// flushed, or when its bucket has writes in flight (see the module docs).
     pub fn load(&self, hash: u64, key: &[u8]) -> Option<Loaded> {
         let shared = &self.shared;
-        // After a fault or a close, the disk no longer follows L1.
-        if shared.faulted.load(Ordering::Acquire) || !shared.writer_running.load(Ordering::Acquire)
-        {
+        if !shared.follows_l1() {
             return None;
         }
         let bucket = Tier::bucket(hash) as usize;
         let queued = self.settled(bucket)?;
         shared.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let db = self.reader();
         let mut buffer = [0; MAX_PREFIXED_KEY];
-        let found = guarded(|| db.get(prefixed(&mut buffer, ITEM_SPACE, key)));
-        self.readers.lock().push(db);
-        let record = match found {
-            Ok(Some(record)) => record,
-            Ok(None) => return None,
-            Err(error) => {
-                shared.fault(format!("reading from melange_db failed: {error}"));
-                return None;
-            }
-        };
+        let record = self.read_disk("reading from melange_db", |db| {
+            db.get(prefixed(&mut buffer, ITEM_SPACE, key))
+        })??;
         let (header, data) = match record::decode(&record, key) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -561,9 +557,7 @@ impl Tier {
             if shared.applied[bucket].load(Ordering::Acquire) == queued {
                 return Some(queued);
             }
-            let gone = shared.faulted.load(Ordering::Acquire)
-                || !shared.writer_running.load(Ordering::Acquire);
-            if gone
+            if !shared.follows_l1()
                 || shared
                     .room_freed
                     .wait_until(&mut guard, deadline)
@@ -586,15 +580,9 @@ impl Tier {
     /// The keys of the live items on disk (none after a fault or a close: the disk no
     /// longer follows L1 then).
     pub fn keys(&self) -> Vec<Box<[u8]>> {
-        let shared = &self.shared;
-        if shared.faulted.load(Ordering::Acquire) || !shared.writer_running.load(Ordering::Acquire)
-        {
-            return Vec::new();
-        }
-        let db = self.reader();
         let now = unix_now();
-        let floor = shared.flush_floor();
-        let keys = guarded(|| {
+        let floor = self.shared.flush_floor();
+        self.read_disk("listing the keys", |db| {
             let mut keys = Vec::new();
             for entry in db.range(&[ITEM_SPACE][..]..&[ITEM_SPACE + 1][..]) {
                 let (item_key, record) = entry?;
@@ -607,21 +595,13 @@ impl Tier {
                 }
             }
             Ok(keys)
-        });
-        self.readers.lock().push(db);
-        keys.unwrap_or_else(|error| {
-            shared.fault(format!("listing the keys failed: {error}"));
-            Vec::new()
         })
+        .unwrap_or_default()
     }
 
     /// The keys on disk, most recently written first (for warming L1), in chunks.
     pub fn recent_keys(&self, before_seq: u64, limit: usize) -> Vec<(u64, Box<[u8]>)> {
-        if self.shared.faulted.load(Ordering::Acquire) {
-            return Vec::new();
-        }
-        let db = self.reader();
-        let keys = guarded(|| {
+        self.read_disk("reading the write order", |db| {
             let mut keys = Vec::with_capacity(limit);
             let range = record::order_key(0)..record::order_key(before_seq);
             for entry in db.range(range).rev().take(limit) {
@@ -631,20 +611,25 @@ impl Tier {
                 }
             }
             Ok(keys)
-        });
-        self.readers.lock().push(db);
-        keys.unwrap_or_else(|error| {
-            self.shared
-                .fault(format!("reading the write order failed: {error}"));
-            Vec::new()
         })
+        .unwrap_or_default()
     }
 
-    fn reader(&self) -> Db {
-        if let Some(db) = self.readers.lock().pop() {
-            return db;
+    /// Runs `read` on a melange_db handle of its own (borrowed from the pool, cloned
+    /// when the pool is empty, and given back). `None` when the disk no longer follows
+    /// L1 (after a fault or a close), or when the read failed, which is a fault named
+    /// after `what`.
+    fn read_disk<T>(&self, what: &str, read: impl FnOnce(&Db) -> io::Result<T>) -> Option<T> {
+        if !self.shared.follows_l1() {
+            return None;
         }
-        self.origin.lock().clone()
+        let db = self.readers.lock().pop();
+        let db = db.unwrap_or_else(|| self.origin.lock().clone());
+        let result = guarded(|| read(&db));
+        self.readers.lock().push(db);
+        result
+            .map_err(|error| self.shared.fault(format!("{what} failed: {error}")))
+            .ok()
     }
 
     pub fn stats(&self) -> TierStats {

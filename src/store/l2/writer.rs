@@ -246,16 +246,22 @@ impl Writer {
         let Some(old) = old else {
             return Ok(false);
         };
-        // A record that cannot be read loses its order entry to the sweep instead.
-        if let Ok(header) = decode_header(&old) {
-            staged.batch.remove(&order_key(header.seq)[..]);
+        self.forget_record(&mut staged.batch, item_key, &old);
+        Ok(true)
+    }
+
+    /// Takes `record`, stored under `item_key`, out of the write order (in `batch`) and
+    /// out of the counts; the caller removes or replaces the record itself. A record
+    /// that cannot be read keeps its order entry, which eviction drops when it gets there.
+    fn forget_record(&mut self, batch: &mut Batch, item_key: &[u8], record: &[u8]) {
+        if let Ok(header) = decode_header(record) {
+            batch.remove(&order_key(header.seq)[..]);
         }
         self.book.items = self.book.items.saturating_sub(1);
         self.book.bytes = self
             .book
             .bytes
-            .saturating_sub(disk_charge(item_key.len() - 1, old.len()));
-        Ok(true)
+            .saturating_sub(disk_charge(item_key.len() - 1, record.len()));
     }
 
     /// Applies a gathered batch with the bookkeeping, then settles its messages.
@@ -369,12 +375,8 @@ impl Writer {
                 if decode_header(&record).ok().map(|header| header.seq) != seq {
                     continue;
                 }
+                self.forget_record(&mut staged.batch, item_key, &record);
                 staged.batch.remove(item_key);
-                self.book.items = self.book.items.saturating_sub(1);
-                self.book.bytes = self
-                    .book
-                    .bytes
-                    .saturating_sub(disk_charge(key.len(), record.len()));
                 self.shared
                     .counters
                     .evictions
@@ -419,15 +421,8 @@ impl Writer {
             if !gone {
                 continue;
             }
-            if let Ok(header) = decode_header(&record) {
-                staged.batch.remove(&order_key(header.seq)[..]);
-            }
-            staged.batch.remove(item_key.clone());
-            self.book.items = self.book.items.saturating_sub(1);
-            self.book.bytes = self
-                .book
-                .bytes
-                .saturating_sub(disk_charge(item_key.len() - 1, record.len()));
+            self.forget_record(&mut staged.batch, &item_key, &record);
+            staged.batch.remove(item_key);
             self.shared
                 .counters
                 .reclaimed
