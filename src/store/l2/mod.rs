@@ -126,6 +126,14 @@ pub(crate) enum Message {
 }
 
 impl Message {
+    /// The key's bucket, for a put or a delete.
+    fn bucket(&self) -> Option<u32> {
+        match self {
+            Message::Put { bucket, .. } | Message::Delete { bucket, .. } => Some(*bucket),
+            Message::Flush { .. } | Message::Stop => None,
+        }
+    }
+
     /// Bytes the message holds, for the queue bound.
     fn weight(&self) -> usize {
         match self {
@@ -251,9 +259,12 @@ impl TierShared {
         }
     }
 
-    /// Marks a message of `bucket` applied and gives its room in the queue back.
-    fn settle(&self, bucket: u32, weight: usize) {
-        self.applied[bucket as usize].fetch_add(1, Ordering::Release);
+    /// Marks a message (of `bucket`, for a put or a delete) done with and gives its
+    /// room in the queue back.
+    fn settle(&self, bucket: Option<u32>, weight: usize) {
+        if let Some(bucket) = bucket {
+            self.applied[bucket as usize].fetch_add(1, Ordering::Release);
+        }
         self.queue_depth.fetch_sub(1, Ordering::Relaxed);
         self.queue_bytes.fetch_sub(weight, Ordering::AcqRel);
     }
@@ -401,8 +412,8 @@ impl Tier {
     /// returns what to wait on, after the lock is released, for the write to be durable.
     pub fn send(&self, message: Message) -> Option<Receiver<()>> {
         let (message, done) = self.with_completion(message);
-        if let Message::Put { bucket, .. } | Message::Delete { bucket, .. } = &message {
-            self.shared.queued[*bucket as usize].fetch_add(1, Ordering::Release);
+        if let Some(bucket) = message.bucket() {
+            self.shared.queued[bucket as usize].fetch_add(1, Ordering::Release);
         }
         let weight = message.weight();
         self.shared.queue_depth.fetch_add(1, Ordering::Relaxed);
@@ -413,12 +424,7 @@ impl Tier {
                 .counters
                 .dropped_writes
                 .fetch_add(1, Ordering::Relaxed);
-            if let Message::Put { bucket, .. } | Message::Delete { bucket, .. } = unsent.0 {
-                self.shared.settle(bucket, weight);
-            } else {
-                self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                self.shared.queue_bytes.fetch_sub(weight, Ordering::AcqRel);
-            }
+            self.shared.settle(unsent.0.bucket(), weight);
             return None;
         }
         done

@@ -215,8 +215,7 @@ impl Writer {
                 }
             }
             Message::Flush { floor } => {
-                self.shared.queue_bytes.fetch_sub(weight, Ordering::AcqRel);
-                self.shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                self.shared.settle(None, weight);
                 self.book.flush_at = floor.time;
                 self.book.flush_cas = floor.cas;
                 // The flush took a CAS value too; a restarted store must not hand it out.
@@ -290,7 +289,7 @@ impl Writer {
             return;
         }
         for &(bucket, weight) in &staged.settle {
-            self.shared.settle(bucket, weight);
+            self.shared.settle(Some(bucket), weight);
         }
         self.shared.room_made();
     }
