@@ -90,10 +90,6 @@ use config::Plan;
 use error::{check_key, printable_key};
 use stats::LookupCounters;
 
-/// Expired items the background sweep removes per store call (it calls again while
-/// there are more).
-const SWEEP_BUDGET: usize = 10_000;
-
 /// Builds a [`RatMemCache`] from its four configurations; each one left out keeps its
 /// `Default`.
 ///
@@ -799,7 +795,7 @@ impl Background {
                     let now = Instant::now();
                     if let (Some(at), Some(every)) = (next_sweep, sweep_every) {
                         if at <= now {
-                            while store.sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
+                            store.maintain();
                             next_sweep = Some(now + every);
                         }
                     }

@@ -32,15 +32,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The memcached release whose protocol and behaviour this server follows;
 /// clients read it from `version` to decide which features they may use.
 pub const PROTOCOL_VERSION: &str = "1.6.18";
-
-/// Expired items removed per sweep step, so one step never holds a stripe
-/// long.
-const SWEEP_BUDGET: usize = 10_000;
 
 /// What every connection of the server shares.
 pub struct ServerContext {
@@ -55,8 +51,6 @@ pub struct ServerContext {
     started: Instant,
     version: String,
     verbosity: AtomicU32,
-    /// Work for the background thread.
-    maintenance: crossbeam_channel::Sender<Maintenance>,
     /// The password files of the authentication the settings ask for.
     auth: Authentication,
 }
@@ -96,23 +90,11 @@ impl Authentication {
     }
 }
 
-/// What the background thread is asked to do besides its periodic sweep.
-enum Maintenance {
-    /// Free what an immediate `flush_all` made invisible.
-    DropFlushed,
-    Stop,
-}
-
 impl ServerContext {
-    /// The shared state of a server with these settings, and the receiving
-    /// end of its background thread's work queue.
-    fn new(
-        settings: Settings,
-    ) -> io::Result<(ServerContext, crossbeam_channel::Receiver<Maintenance>)> {
+    /// The shared state of a server with these settings.
+    fn new(settings: Settings) -> io::Result<ServerContext> {
         let cache = build_cache(&settings)?;
-        let (maintenance, requests) = crossbeam_channel::bounded(1);
-        let ctx = ServerContext {
-            maintenance,
+        Ok(ServerContext {
             counters: (0..settings.threads.max(1))
                 .map(|_| WorkerCounters::default())
                 .collect(),
@@ -128,8 +110,7 @@ impl ServerContext {
             cache,
             settings,
             auth: Authentication::default(),
-        };
-        Ok((ctx, requests))
+        })
     }
 
     /// The store every command works on.
@@ -149,18 +130,13 @@ impl ServerContext {
 
     #[cfg(test)]
     pub(crate) fn for_tests_with(settings: Settings) -> ServerContext {
-        ServerContext::new(settings)
-            .expect("the test store opens")
-            .0
+        ServerContext::new(settings).expect("the test store opens")
     }
 
-    /// Runs `flush_all` and, when it took effect at once, has the background
-    /// thread give the memory back on its next tick.
+    /// Runs `flush_all`; the cache's background thread gives the memory of what an
+    /// immediate flush hid back on its next tick (see [`Store::maintain`]).
     fn flush_all(&self, delay_secs: i64) {
-        if self.store().flush_all(delay_secs) {
-            // A full queue already holds a pending drop.
-            let _ = self.maintenance.try_send(Maintenance::DropFlushed);
-        }
+        self.store().flush_all(delay_secs);
     }
 
     fn set_verbosity(&self, level: u32) {
@@ -189,7 +165,6 @@ impl SessionFactory for Sessions {
 /// A started server.
 pub struct Server {
     reactor: Reactor,
-    sweeper: Option<std::thread::JoinHandle<()>>,
     ctx: Arc<ServerContext>,
 }
 
@@ -197,7 +172,7 @@ impl Server {
     /// Binds the listening sockets and starts serving.
     pub fn start(settings: Settings) -> io::Result<Server> {
         let auth = Authentication::load(&settings)?;
-        let (mut ctx, requests) = ServerContext::new(settings)?;
+        let mut ctx = ServerContext::new(settings)?;
         ctx.auth = auth;
         let ctx = Arc::new(ctx);
         let threads = ctx.counters.len();
@@ -213,16 +188,7 @@ impl Server {
             Arc::clone(&ctx.reactor_stats),
             Arc::clone(&ctx.registry),
         )?;
-        let interval = Duration::from_secs(u64::from(ctx.settings.cleanup_interval_secs.max(1)));
-        let background = Arc::clone(&ctx);
-        let sweeper = std::thread::Builder::new()
-            .name("sweeper".into())
-            .spawn(move || maintain(&background, &requests, interval))?;
-        Ok(Server {
-            reactor,
-            sweeper: Some(sweeper),
-            ctx,
-        })
+        Ok(Server { reactor, ctx })
     }
 
     /// A handle that stops the server from another thread (signals).
@@ -245,15 +211,10 @@ impl Server {
         self.reactor.unix_path()
     }
 
-    /// Serves until the reactor is shut down.
     /// Waits until the server has stopped (see [`shutdown_handle`](Self::shutdown_handle)),
     /// then writes what is queued for the persistent tier and fsyncs it.
-    pub fn wait(mut self) {
+    pub fn wait(self) {
         self.reactor.join();
-        let _ = self.ctx.maintenance.send(Maintenance::Stop);
-        if let Some(sweeper) = self.sweeper.take() {
-            let _ = sweeper.join();
-        }
         let cache = &self.ctx.cache;
         if let Err(error) = cache.shutdown() {
             log::error!("{error}");
@@ -296,9 +257,9 @@ fn build_cache(settings: &Settings) -> io::Result<RatMemCache> {
         max_queue_size: (disk.queue_max_mb * MB) as usize,
         cache_size: (disk.cache_mb * MB) as usize,
     };
-    // The server's own background thread sweeps (it also frees flushed items).
+    // The cache's background thread sweeps expired items and frees flushed ones.
     let ttl = TtlConfig {
-        cleanup_interval: 0,
+        cleanup_interval: u64::from(settings.cleanup_interval_secs.max(1)),
         ..TtlConfig::default()
     };
     RatMemCacheBuilder::new()
@@ -326,41 +287,6 @@ fn endpoints(settings: &Settings) -> Endpoints {
             unix: None,
         },
     }
-}
-
-/// The background thread: sweeps expired items every `interval`, and on the
-/// tick after an immediate `flush_all` frees everything it hid. Waiting for
-/// the tick keeps memcached's lazy behaviour visible to clients (a get right
-/// after a flush still meets the flushed item and counts it in
-/// `get_flushed`) while the memory still comes back within one interval.
-fn maintain(
-    ctx: &ServerContext,
-    requests: &crossbeam_channel::Receiver<Maintenance>,
-    interval: Duration,
-) {
-    let mut flushed = false;
-    let mut next_tick = Instant::now() + interval;
-    loop {
-        match requests.recv_deadline(next_tick) {
-            Ok(Maintenance::DropFlushed) => flushed = true,
-            Ok(Maintenance::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                next_tick = Instant::now() + interval;
-                if std::mem::take(&mut flushed) {
-                    ctx.store().drop_flushed();
-                }
-                while ctx.store().sweep_expired(SWEEP_BUDGET) == SWEEP_BUDGET {}
-            }
-        }
-    }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// User and system CPU time of the process so far.

@@ -101,7 +101,7 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     let (user, system) = super::process_cpu_times();
     stat(out, "pid", std::process::id());
     stat(out, "uptime", ctx.started.elapsed().as_secs());
-    stat(out, "time", super::unix_now());
+    stat(out, "time", crate::store::clock::unix_now());
     stat(out, "version", &ctx.version);
     stat(out, "pointer_size", usize::BITS);
     stat(

@@ -60,6 +60,14 @@ pub fn now() -> RelTime {
     test_clock(real)
 }
 
+/// The wall clock's Unix time, in seconds (memcached's `time` stat; what the persistent
+/// tier stores, since its times must mean the same to the next process).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// Unix time at which the store's clock read 0.
 pub fn process_started() -> i64 {
     epoch().process_started

@@ -113,6 +113,9 @@ const MAX_STRIPES: usize = 1024;
 const STRIPES_PER_CPU: usize = 8;
 /// The hash bits that choose a stripe start here (see the module docs).
 const STRIPE_HASH_SHIFT: u32 = 40;
+/// Expired items [`Store::maintain`] removes per sweep call (it calls again while there
+/// are more).
+const MAINTENANCE_SWEEP_CHUNK: usize = 10_000;
 /// Slots a sweep looks at per stripe lock, so the sweeper never holds a lock for long.
 const SWEEP_CHUNK: usize = 1024;
 
@@ -467,6 +470,9 @@ pub struct Store {
     sweep_cursor: Mutex<SweepCursor>,
     /// Where the next search for a stripe to evict from starts, spreading evictions.
     evict_cursor: AtomicUsize,
+    /// An immediate `flush_all` hid items that [`maintain`](Store::maintain) has not
+    /// freed yet.
+    flushed_to_drop: AtomicBool,
     /// The persistent tier, when there is one.
     #[cfg(feature = "l2")]
     tier: Option<Tier>,
@@ -496,6 +502,7 @@ impl Store {
             oldest_cas: AtomicU64::new(0),
             sweep_cursor: Mutex::new(SweepCursor::default()),
             evict_cursor: AtomicUsize::new(0),
+            flushed_to_drop: AtomicBool::new(false),
             #[cfg(feature = "l2")]
             tier: None,
             config,
@@ -880,6 +887,7 @@ impl Store {
         let oldest_cas = if immediate {
             let cas = self.shared.next_cas();
             self.oldest_cas.store(cas, Ordering::Release);
+            self.flushed_to_drop.store(true, Ordering::Release);
             cas
         } else {
             0
@@ -894,10 +902,22 @@ impl Store {
     /// flushed item still counts it in `get_flushed`); a background thread calls this
     /// right after so the memory comes back at once instead of item by item.
     pub fn drop_flushed(&self) {
+        self.flushed_to_drop.store(false, Ordering::Release);
         let moment = self.moment();
         for stripe in self.stripes.iter() {
             stripe.shard.lock().drop_flushed(&self.shared, &moment);
         }
+    }
+
+    /// A background thread's periodic work: frees what an immediate `flush_all` hid
+    /// since the last call (so the memory comes back within one period, while a get
+    /// right after the flush still meets the hidden item, as in memcached), then removes
+    /// every expired item, a chunk at a time so no stripe is held long.
+    pub fn maintain(&self) {
+        if self.flushed_to_drop.load(Ordering::Acquire) {
+            self.drop_flushed();
+        }
+        while self.sweep_expired(MAINTENANCE_SWEEP_CHUNK) == MAINTENANCE_SWEEP_CHUNK {}
     }
 
     /// For the background sweeper: removes up to `budget` expired or flushed items, walking

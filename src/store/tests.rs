@@ -1258,3 +1258,28 @@ fn keys_lists_the_visible_items() {
     keys.sort();
     assert_eq!(keys, [Box::from(&b"a"[..]), Box::from(&b"b"[..])]);
 }
+
+#[test]
+fn maintain_frees_what_an_immediate_flush_hid_and_sweeps_the_expired() {
+    let store = small_store();
+    set(&store, b"a", b"1");
+    store.store(
+        StoreMode::Set,
+        b"short",
+        0,
+        Expiry::from_memcached(10),
+        b"x",
+    );
+    store.maintain();
+    assert_eq!(store.stats().curr_items, 2, "nothing to free yet");
+    store.advance_clock_for_test(11);
+    store.maintain();
+    assert_eq!(store.stats().curr_items, 1, "the expired item was swept");
+    assert!(store.flush_all(0));
+    // Freed only by the next maintenance (a get would find and unlink it first).
+    assert_eq!(store.stats().curr_items, 1);
+    store.maintain();
+    let stats = store.stats();
+    assert_eq!((stats.curr_items, stats.bytes), (0, 0));
+    assert_eq!(fetch(&store, b"a"), None);
+}

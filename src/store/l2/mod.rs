@@ -60,7 +60,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -826,11 +826,7 @@ fn dir_size(dir: &Path) -> u64 {
 
 /// The current Unix time in seconds, as the tier stores times.
 pub(crate) fn unix_now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX)
-        })
+    u32::try_from(super::clock::unix_now()).unwrap_or(u32::MAX)
 }
 
 /// Free bytes on the file system holding `dir`, where the platform tells.
