@@ -379,18 +379,6 @@ fn a_full_cache_evicts_to_stay_within_its_limits() {
 
 #[test]
 fn configurations_that_cannot_be_honoured_are_refused_by_name() {
-    for strategy in [
-        EvictionStrategy::Lfu,
-        EvictionStrategy::Fifo,
-        EvictionStrategy::Hybrid,
-    ] {
-        let message = config_error(RatMemCacheBuilder::new().l1_config(L1Config {
-            eviction_strategy: strategy,
-            ..Default::default()
-        }));
-        assert!(message.contains(&strategy.to_string()), "{message}");
-        assert!(message.contains("eviction_strategy"), "{message}");
-    }
     let l1 = |l1: L1Config| RatMemCacheBuilder::new().l1_config(l1);
     let l2 = |l2: L2Config| RatMemCacheBuilder::new().l2_config(l2);
     let dir = PathBuf::from("unused");
@@ -457,16 +445,47 @@ fn configurations_that_cannot_be_honoured_are_refused_by_name() {
 
     let error = RatMemCacheBuilder::new()
         .l1_config(L1Config {
-            eviction_strategy: EvictionStrategy::Fifo,
+            max_memory: 0,
             ..Default::default()
         })
         .build()
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "invalid configuration: L1Config::eviction_strategy Fifo is not available yet; \
-         use EvictionStrategy::Lru"
+        "invalid configuration: L1Config::max_memory must not be 0"
     );
+}
+
+#[test]
+fn every_eviction_strategy_keeps_within_memory_and_evicts_its_own_way() {
+    for strategy in EvictionStrategy::ALL {
+        let cache = RatMemCacheBuilder::new()
+            .l1_config(L1Config {
+                max_memory: 1024 * 1024,
+                eviction_strategy: strategy,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        cache.set("hot", "kept by use").unwrap();
+        for i in 0..5_000 {
+            cache.set(format!("filler {i}"), [b'x'; 1000]).unwrap();
+            cache.get("hot").unwrap();
+        }
+        let stats = cache.get_cache_stats().l1_stats;
+        assert!(stats.memory_usage <= 1024 * 1024, "{strategy}: {stats:?}");
+        assert!(stats.evictions > 4_000, "{strategy}: {stats:?}");
+        assert!(
+            cache.contains_key("filler 4999").unwrap(),
+            "{strategy}: the newest item stays"
+        );
+        // FIFO evicts the oldest write however often it is read; the others keep it.
+        assert_eq!(
+            cache.contains_key("hot").unwrap(),
+            strategy != EvictionStrategy::Fifo,
+            "{strategy}"
+        );
+    }
 }
 
 #[test]

@@ -14,7 +14,6 @@
 //! and turns them into the store's own configuration; a combination it cannot honour is
 //! an [`Error::Config`] naming the field, never a silent substitute.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,66 +21,7 @@ use crate::store::{StoreConfig, TierConfig};
 
 use super::Error;
 
-/// How L1, the in-memory tier, makes room when it is full.
-///
-/// The store evicts in least-recently-used order; the other strategies are named so
-/// configurations can say what they want, and building a cache with one of them fails
-/// with [`Error::Config`] rather than quietly running LRU instead.
-///
-/// ```
-/// use rat_memcache::{EvictionStrategy, L1Config, RatMemCacheBuilder};
-///
-/// let l1 = L1Config { eviction_strategy: EvictionStrategy::Lfu, ..Default::default() };
-/// let refused = RatMemCacheBuilder::new().l1_config(l1).build();
-/// assert!(matches!(refused, Err(rat_memcache::Error::Config(_))));
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "server",
-    derive(serde::Deserialize),
-    serde(rename_all = "lowercase")
-)]
-pub enum EvictionStrategy {
-    /// Least recently used goes first.
-    #[default]
-    Lru,
-    /// Least frequently used goes first (not available yet).
-    Lfu,
-    /// Oldest stored goes first (not available yet).
-    Fifo,
-    /// A mix of recency and frequency, in the style of S3-FIFO (not available yet;
-    /// a configuration file may call it `"s3fifo"`).
-    #[cfg_attr(feature = "server", serde(alias = "s3fifo"))]
-    Hybrid,
-}
-
-impl EvictionStrategy {
-    /// The name configuration files and `--eviction` use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EvictionStrategy::Lru => "lru",
-            EvictionStrategy::Lfu => "lfu",
-            EvictionStrategy::Fifo => "fifo",
-            EvictionStrategy::Hybrid => "hybrid",
-        }
-    }
-
-    /// Whether the store can run with this strategy.
-    pub fn is_available(self) -> bool {
-        self == EvictionStrategy::Lru
-    }
-}
-
-impl fmt::Display for EvictionStrategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EvictionStrategy::Lru => "Lru",
-            EvictionStrategy::Lfu => "Lfu",
-            EvictionStrategy::Fifo => "Fifo",
-            EvictionStrategy::Hybrid => "Hybrid",
-        })
-    }
-}
+pub use crate::store::EvictionStrategy;
 
 /// The in-memory tier.
 ///
@@ -277,12 +217,6 @@ impl Plan {
         performance: &PerformanceConfig,
     ) -> Result<Plan, Error> {
         let invalid = |message: String| Err(Error::Config(message));
-        if !l1.eviction_strategy.is_available() {
-            return invalid(format!(
-                "L1Config::eviction_strategy {} is not available yet; use EvictionStrategy::Lru",
-                l1.eviction_strategy
-            ));
-        }
         if l1.max_memory == 0 {
             return invalid("L1Config::max_memory must not be 0".into());
         }
@@ -307,6 +241,7 @@ impl Plan {
             max_item_size: l1.max_item_size,
             cas_enabled: l1.cas_enabled,
             evictions_enabled: l1.evictions_enabled,
+            eviction: l1.eviction_strategy,
             ..StoreConfig::default()
         };
         let tier = if l2.enable_l2_cache {

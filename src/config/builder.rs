@@ -10,8 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::units::{self, HostPort};
 use super::{
-    ConfigError, EvictionStrategy, ProtocolMode, Settings, DEFAULT_MAX_ITEM_SIZE,
-    DEFAULT_MEMORY_MB, DEFAULT_PORT,
+    ConfigError, ProtocolMode, Settings, DEFAULT_MAX_ITEM_SIZE, DEFAULT_MEMORY_MB, DEFAULT_PORT,
 };
 
 /// memcached's `ITEM_SIZE_MAX_LOWER_LIMIT`.
@@ -49,7 +48,6 @@ pub(super) struct SettingsBuilder {
     pub(super) udp_port: Sourced<u16>,
     pub(super) memory_mb: Sourced<u64>,
     pub(super) max_item_size: Sourced<usize>,
-    pub(super) eviction: Sourced<EvictionStrategy>,
     /// Whether `-B` or `[server] protocol` chose the protocol; authentication
     /// chooses it otherwise.
     pub(super) protocol_given: bool,
@@ -64,7 +62,6 @@ impl SettingsBuilder {
             udp_port: Sourced::new(0, "default -U 0"),
             memory_mb: Sourced::new(DEFAULT_MEMORY_MB, format!("default -m {DEFAULT_MEMORY_MB}")),
             max_item_size: Sourced::new(DEFAULT_MAX_ITEM_SIZE, "default -I 1m"),
-            eviction: Sourced::new(EvictionStrategy::Lru, "default eviction strategy lru"),
             protocol_given: false,
         }
     }
@@ -95,15 +92,6 @@ impl SettingsBuilder {
                 "-s: unix sockets are only available on Unix",
             ));
         }
-
-        if !self.eviction.value.is_available() {
-            return Err(ConfigError::new(format!(
-                "{}: eviction strategy \"{}\" is not available yet; only \"lru\" is implemented",
-                self.eviction.origin,
-                self.eviction.value.as_str()
-            )));
-        }
-        settings.eviction = self.eviction.value;
 
         let memory_bytes = units::megabytes_to_bytes(self.memory_mb.value).ok_or_else(|| {
             ConfigError::new(format!(
@@ -325,26 +313,6 @@ mod tests {
             .unwrap()
             .udp_listen
             .is_empty());
-    }
-
-    #[test]
-    fn unimplemented_eviction_strategies_are_refused() {
-        for strategy in [
-            EvictionStrategy::Lfu,
-            EvictionStrategy::Fifo,
-            EvictionStrategy::Hybrid,
-        ] {
-            let mut builder = SettingsBuilder::new();
-            builder.eviction = Sourced::new(strategy, "[cache] eviction_strategy");
-            assert_eq!(
-                builder.finish().unwrap_err().to_string(),
-                format!(
-                    "[cache] eviction_strategy: eviction strategy \"{}\" is not available yet; \
-                     only \"lru\" is implemented",
-                    strategy.as_str()
-                )
-            );
-        }
     }
 
     #[test]

@@ -23,9 +23,10 @@ use super::builder::{SettingsBuilder, Sourced};
 use super::file;
 use super::units::{self, HostPort};
 use super::{
-    default_threads, CliAction, ConfigError, ProtocolMode, DEFAULT_L2_COMPRESSION_THRESHOLD,
-    DEFAULT_L2_FLUSH_INTERVAL_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DISK_SIZE_MB,
-    DEFAULT_MEMORY_MB, DEFAULT_PORT, DEFAULT_REQS_PER_EVENT, MAX_L2_FLUSH_INTERVAL_MS,
+    default_threads, CliAction, ConfigError, EvictionStrategy, ProtocolMode,
+    DEFAULT_L2_COMPRESSION_THRESHOLD, DEFAULT_L2_FLUSH_INTERVAL_MS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_DISK_SIZE_MB, DEFAULT_MEMORY_MB, DEFAULT_PORT, DEFAULT_REQS_PER_EVENT,
+    MAX_L2_FLUSH_INTERVAL_MS,
 };
 
 /// The environment variable naming SASL's password file, as for memcached's
@@ -46,6 +47,7 @@ enum Opt {
     User,
     MemoryLimit,
     DisableEvictions,
+    Eviction,
     ConnLimit,
     LockMemory,
     Verbose,
@@ -150,6 +152,7 @@ const FLAGS: &[Flag] = &[
     Flag::value(Opt::User, "-u", &["user"]),
     Flag::value(Opt::MemoryLimit, "-m", &["memory-limit"]),
     Flag::switch(Opt::DisableEvictions, "-M", &["disable-evictions"]),
+    Flag::value(Opt::Eviction, "--eviction", &[]),
     Flag::value(Opt::ConnLimit, "-c", &["conn-limit"]),
     Flag::switch(Opt::LockMemory, "-k", &["lock-memory"]),
     Flag::switch(Opt::Verbose, "-v", &["verbose"]),
@@ -480,6 +483,13 @@ fn apply(
         Opt::User => settings.run_as_user = Some(last.to_string()),
         Opt::PidFile => settings.pid_file = Some(PathBuf::from(last)),
         Opt::DisableEvictions => settings.evictions_enabled = false,
+        Opt::Eviction => {
+            settings.eviction = EvictionStrategy::from_name(last).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{key} {last}: unknown eviction strategy; expected lru, lfu, fifo or hybrid"
+                ))
+            })?
+        }
         Opt::DisableCas => settings.cas_enabled = false,
         Opt::DisableFlushAll => settings.flush_enabled = false,
         Opt::Verbose => settings.verbosity = u8::try_from(values.len()).unwrap_or(u8::MAX),
@@ -655,6 +665,10 @@ Memory:
   -I, --max-item-size=<size>    max item size in bytes, or with a k or m suffix
                                 (default: 1m, min: 1k, max: 1024m and half of -m)
   -M, --disable-evictions       return an error when memory is full instead of evicting
+      --eviction=<name>         which items make room first: lru (least recently used),
+                                lfu (least frequently used, with aging), fifo (oldest
+                                write) or hybrid (S3-FIFO: keeps what is used again,
+                                resists scans and one-time keys) (default: lru)
 
 Behaviour:
   -A, --enable-shutdown         enable the ascii \"shutdown\" command
@@ -712,8 +726,8 @@ Config file (TOML, every key optional; unknown keys and bad values are errors):
                  unix_socket_mask (\"700\" or 0o700), max_connections,
                  max_item_size (\"1m\" or bytes), verbosity, enable_shutdown,
                  flush_enabled, cas_enabled, protocol, auth_file
-  [cache]        max_memory_mb, max_entries, eviction_strategy (\"lru\"; \"lfu\", \"fifo\"
-                 and \"hybrid\" are not available yet), evictions
+  [cache]        max_memory_mb, max_entries, eviction_strategy (\"lru\", \"lfu\", \"fifo\"
+                 or \"hybrid\"), evictions
   [melange_db]   data_dir (turns the L2 tier on), max_disk_size_mb, enable_compression,
                  compression_threshold, flush_interval_ms, batch_size, queue_max_mb,
                  sync_writes, clear_on_startup, warmup, cache_mb
@@ -1536,12 +1550,16 @@ mod tests {
         );
         let strategy = TempConfig::new("lfu", "[cache]\neviction_strategy = \"lfu\"\n");
         assert_eq!(
-            error(&["--config", strategy.path()]),
-            format!(
-                "config {}: [cache] eviction_strategy: eviction strategy \"lfu\" is not \
-                 available yet; only \"lru\" is implemented",
-                strategy.path()
-            )
+            run(&["--config", strategy.path()]).eviction,
+            EvictionStrategy::Lfu
+        );
+        assert_eq!(
+            run(&["--config", strategy.path(), "--eviction", "s3fifo"]).eviction,
+            EvictionStrategy::Hybrid
+        );
+        assert_eq!(
+            error(&["--eviction", "random"]),
+            "--eviction random: unknown eviction strategy; expected lru, lfu, fifo or hybrid"
         );
     }
 

@@ -248,8 +248,7 @@ impl CacheSection {
             builder.settings.max_entries = Some(to_usize(entries, source, "[cache] max_entries")?);
         }
         if let Some(strategy) = self.eviction_strategy {
-            builder.eviction =
-                Sourced::new(strategy, format!("{source}: [cache] eviction_strategy"));
+            builder.settings.eviction = strategy;
         }
         if let Some(enabled) = self.evictions {
             builder.settings.evictions_enabled = enabled;
@@ -785,25 +784,16 @@ reqs_per_event = 7
     }
 
     #[test]
-    fn eviction_strategies_parse_but_only_lru_runs() {
+    fn every_eviction_strategy_loads() {
         for (name, strategy) in [
+            ("lru", EvictionStrategy::Lru),
             ("lfu", EvictionStrategy::Lfu),
             ("fifo", EvictionStrategy::Fifo),
             ("hybrid", EvictionStrategy::Hybrid),
             ("s3fifo", EvictionStrategy::Hybrid),
         ] {
             let text = format!("[cache]\neviction_strategy = \"{name}\"\n");
-            let table: toml::Table = text.parse().unwrap();
-            let file = ConfigFile::deserialize(Located::document(table)).unwrap();
-            assert_eq!(file.cache.unwrap().eviction_strategy, Some(strategy));
-            assert_eq!(
-                error_of(&text),
-                format!(
-                    "config: [cache] eviction_strategy: eviction strategy \"{}\" is not \
-                     available yet; only \"lru\" is implemented",
-                    strategy.as_str()
-                )
-            );
+            assert_eq!(from_toml_str(&text).unwrap().eviction, strategy);
         }
         assert_eq!(
             error_of("[cache]\neviction_strategy = \"random\"\n"),

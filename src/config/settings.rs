@@ -326,18 +326,6 @@ mod tests {
     }
 
     #[test]
-    fn only_lru_is_available() {
-        assert!(EvictionStrategy::Lru.is_available());
-        for strategy in [
-            EvictionStrategy::Lfu,
-            EvictionStrategy::Fifo,
-            EvictionStrategy::Hybrid,
-        ] {
-            assert!(!strategy.is_available(), "{strategy:?}");
-        }
-    }
-
-    #[test]
     fn protocol_names_follow_memcached() {
         assert_eq!(ProtocolMode::Auto.stats_name(), "auto-negotiate");
         assert_eq!(ProtocolMode::Ascii.stats_name(), "ascii");

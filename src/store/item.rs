@@ -9,18 +9,19 @@
 //!
 //! ```text
 //! Slot (48 bytes)
-//! ┌──────────────────────────┬─────────┬───────┬─────────┬───────┬─────────────┬─────┬──────┐
-//! │ data: Box<[u8]> (16)     │ cas (8) │ flags │ exptime │ time  │ links (2×4) │ key │ bits │
-//! │ ─> [key bytes|value ...] │         │  (4)  │   (4)   │  (4)  │ prev, next  │ len │      │
-//! └──────────────────────────┴─────────┴───────┴─────────┴───────┴─────────────┴─────┴──────┘
+//! ┌──────────────────────────┬─────────┬───────┬─────────┬───────┬─────────────┬─────┬──────┬────────┐
+//! │ data: Box<[u8]> (16)     │ cas (8) │ flags │ exptime │ time  │ links (2×4) │ key │ bits │ policy │
+//! │ ─> [key bytes|value ...] │         │  (4)  │   (4)   │  (4)  │ prev, next  │ len │      │  (2)   │
+//! └──────────────────────────┴─────────┴───────┴─────────┴───────┴─────────────┴─────┴──────┴────────┘
 //! ```
 //!
 //! `time` is memcached's `it->time`: when the item was stored or modified, moved once more
 //! to the moment of its second fetch (see [`Slot::bump`]). A delayed `flush_all` compares
 //! against it, as memcached's does; since every access before the flush deadline is
-//! earlier than the deadline, moving it on access never saves an item from a flush. `links` and the accessed bit belong to the
-//! eviction policy (the LRU threads its list through them); a free slot reuses `links.next`
-//! for the free list.
+//! earlier than the deadline, moving it on access never saves an item from a flush.
+//! `links` and `policy` belong to the eviction policy (its queues are threaded through
+//! `links`; `policy` holds a use bit, a frequency or a queue tag); a free slot reuses
+//! `links.next` for the free list.
 //!
 //! # Cost
 //!
@@ -28,8 +29,10 @@
 //! really takes from the heap, not just its value bytes:
 //!
 //! * the key+value allocation rounded up to the allocator's size class ([`allocation_size`]);
-//! * its slot, plus its share of the arena's spare room: the arena grows in steps of an
-//!   eighth and is compacted once an eighth of it is free, so 9/7 of a slot per item;
+//! * its slot and a 2-byte ghost entry (the hybrid eviction policy keeps one per slot; the
+//!   other policies are charged it too, so no policy costs more per item than another),
+//!   plus their share of the arena's spare room: the arena grows in steps of an eighth and
+//!   is compacted once an eighth of it is free, so 9/7 of a slot per item;
 //! * its hash-table bucket: a `u32` and a control byte, and hashbrown keeps tables between
 //!   7/16 and 7/8 full (compaction shrinks them too), so up to 5 / (7/16) ≈ 11.4 bytes
 //!   per item.
@@ -38,6 +41,8 @@
 //! copying in before it takes its stripe lock, and the allocator's own bookkeeping.
 
 use std::mem::size_of;
+
+use super::eviction::GHOST_ENTRY_SIZE;
 
 /// memcached's limit on key length; longer keys are never stored.
 pub const MAX_KEY_LEN: usize = 250;
@@ -67,18 +72,16 @@ impl Links {
 const LIVE: u8 = 1;
 /// The item was read by a get since it was stored (memcached's `ITEM_FETCHED`).
 const FETCHED: u8 = 2;
-/// The eviction policy's mark: the item was used since the policy last looked at it.
-const ACCESSED: u8 = 4;
 /// Fetched again after its first fetch (memcached's `ITEM_ACTIVE`): that second fetch
 /// moved `time` to the moment of access, later ones leave it.
-const ACTIVE: u8 = 8;
+const ACTIVE: u8 = 4;
 /// Invalidated: still served, but marked as needing a refresh (memcached's `ITEM_STALE`).
-const STALE: u8 = 16;
+const STALE: u8 = 8;
 /// One client was already told to refresh the item (memcached's `ITEM_TOKEN_SENT`).
-const TOKEN_SENT: u8 = 32;
+const TOKEN_SENT: u8 = 16;
 /// The key was given base64-encoded when the item was stored, so it is shown that way
 /// (memcached's `ITEM_KEY_BINARY`).
-const KEY_BINARY: u8 = 64;
+const KEY_BINARY: u8 = 32;
 
 /// One arena entry: an item's metadata and its single key+value allocation.
 /// 48 bytes on 64-bit targets (asserted below).
@@ -95,6 +98,10 @@ pub struct Slot {
     pub links: Links,
     key_len: u8,
     bits: u8,
+    /// What the eviction policy remembers about the item (a use bit, a frequency, which
+    /// queue it is on); [`replace`](Self::replace) keeps it, so a rewritten item keeps its
+    /// standing.
+    pub policy: u16,
 }
 
 /// Bytes one slot occupies in the arena.
@@ -103,11 +110,12 @@ pub const SLOT_SIZE: usize = size_of::<Slot>();
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(SLOT_SIZE == 48);
 
-/// What one item costs in the arena: its slot plus its share of the arena's spare room.
-/// Up to an eighth of an arena's length may be free slots before it is compacted, and its
-/// capacity runs up to an eighth past its length before it grows, so an arena takes at
-/// most 9/8 × 8/7 = 9/7 of a slot per live item.
-const ARENA_COST: usize = (SLOT_SIZE * 9).div_ceil(7);
+/// What one item costs in the arena: its slot and ghost entry plus their share of the
+/// arena's spare room. Up to an eighth of an arena's length may be free slots before it is
+/// compacted, and its capacity (and the ghost table's length) runs up to an eighth past its
+/// length before it grows, so an arena takes at most 9/8 × 8/7 = 9/7 of a slot per live
+/// item.
+const ARENA_COST: usize = ((SLOT_SIZE + GHOST_ENTRY_SIZE) * 9).div_ceil(7);
 
 /// What one item costs in the hash table: a `u32` bucket and its control byte, at the
 /// table's lowest load factor (7/16, just after it doubled), rounded up.
@@ -131,6 +139,7 @@ impl Slot {
             },
             key_len: 0,
             bits: 0,
+            policy: 0,
         }
     }
 
@@ -146,6 +155,7 @@ impl Slot {
             links: Links::UNLINKED,
             key_len: key_len as u8,
             bits: LIVE,
+            policy: 0,
         }
     }
 
@@ -233,19 +243,6 @@ impl Slot {
         if markers.key_binary {
             self.bits |= KEY_BINARY;
         }
-    }
-
-    #[inline]
-    pub fn mark_accessed(&mut self) {
-        self.bits |= ACCESSED;
-    }
-
-    /// Whether the item was marked accessed, clearing the mark.
-    #[inline]
-    pub fn take_accessed(&mut self) -> bool {
-        let accessed = self.bits & ACCESSED != 0;
-        self.bits &= !ACCESSED;
-        accessed
     }
 
     #[inline]

@@ -98,6 +98,7 @@ use shard::Adoption;
 use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
+pub use eviction::EvictionStrategy;
 pub use stats::StoreStats;
 pub use tier::{TierConfig, TierError, TierStats};
 
@@ -137,6 +138,8 @@ pub struct StoreConfig {
     /// only reclaims expired items and otherwise answers `NoMemory`
     /// (memcached `-M`).
     pub evictions_enabled: bool,
+    /// Which items make room first.
+    pub eviction: EvictionStrategy,
 }
 
 impl Default for StoreConfig {
@@ -148,6 +151,7 @@ impl Default for StoreConfig {
             stripes: 0,
             cas_enabled: true,
             evictions_enabled: true,
+            eviction: EvictionStrategy::Lru,
         }
     }
 }
@@ -484,7 +488,7 @@ impl Store {
         let stripe_count = stripe_count(config.stripes);
         let stripes = (0..stripe_count)
             .map(|_| Stripe {
-                shard: Mutex::new(Shard::default()),
+                shard: Mutex::new(Shard::new(config.eviction)),
             })
             .collect();
         Store {

@@ -13,7 +13,7 @@ use hashbrown::HashTable;
 
 use super::budget::{Charge, Shortage};
 use super::clock::{Expiry, RelTime};
-use super::eviction::{EvictionPolicy, Lru};
+use super::eviction::{EvictionPolicy, EvictionStrategy, Policy};
 use super::item::{
     item_cost, item_data, memcached_item_size, ItemMeta, Markers, Slot, SlotIndex, NIL,
 };
@@ -130,27 +130,25 @@ pub struct SweepProgress {
 }
 
 /// One stripe's items.
-pub struct Shard<P: EvictionPolicy = Lru> {
+pub struct Shard {
     table: HashTable<SlotIndex>,
     slots: Vec<Slot>,
     free_head: SlotIndex,
-    policy: P,
+    policy: Policy,
     counters: ShardCounters,
 }
 
-impl<P: EvictionPolicy> Default for Shard<P> {
-    fn default() -> Self {
+impl Shard {
+    pub fn new(strategy: EvictionStrategy) -> Shard {
         Shard {
             table: HashTable::new(),
             slots: Vec::new(),
             free_head: NIL,
-            policy: P::default(),
+            policy: Policy::new(strategy),
             counters: ShardCounters::default(),
         }
     }
-}
 
-impl<P: EvictionPolicy> Shard<P> {
     pub fn counters(&self) -> &ShardCounters {
         &self.counters
     }
@@ -294,7 +292,7 @@ impl<P: EvictionPolicy> Shard<P> {
         if !shared.budget.can_ever_fit(need) {
             return Ok(None);
         }
-        self.make_room_keeping(shared, moment, need, prepaid, None)?;
+        self.make_room(shared, moment, need, prepaid)?;
         let meta = ItemMeta {
             cas: shared.next_cas(),
             flags: 0,
@@ -445,7 +443,10 @@ impl<P: EvictionPolicy> Shard<P> {
         }) {
             return Ok((no_room, 0));
         }
-        self.make_room_keeping(shared, moment, need, prepaid, existing)?;
+        match existing {
+            Some(index) => self.make_room_for_rewrite(shared, moment, need, prepaid, index)?,
+            None => self.make_room(shared, moment, need, prepaid)?,
+        }
 
         let cas = shared.next_cas();
         let meta = ItemMeta {
@@ -466,6 +467,7 @@ impl<P: EvictionPolicy> Shard<P> {
                         .unwrap_or_else(|| item_data(key, request.value)),
                 };
                 drop(self.slots[index as usize].replace(data, meta));
+                self.policy.restore(&mut self.slots, index);
                 self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
                 if old_cost > new_cost {
                     shared.budget.release(Charge {
@@ -567,7 +569,7 @@ impl<P: EvictionPolicy> Shard<P> {
             bytes: new_cost.saturating_sub(old_cost),
             entries: 0,
         };
-        self.make_room_keeping(shared, moment, need, prepaid, Some(index))?;
+        self.make_room_for_rewrite(shared, moment, need, prepaid, index)?;
         let slot = &mut self.slots[index as usize];
         let meta = ItemMeta {
             cas: shared.next_cas(),
@@ -576,6 +578,7 @@ impl<P: EvictionPolicy> Shard<P> {
             time: moment.now,
         };
         drop(slot.replace(item_data(key, digits), meta));
+        self.policy.restore(&mut self.slots, index);
         self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
         self.counters.total_items += 1;
         // No compaction here: the caller still holds the slot index.
@@ -606,37 +609,46 @@ impl<P: EvictionPolicy> Shard<P> {
         result
     }
 
-    /// Reserves `need` (using `prepaid` first), evicting from this stripe as required, but
-    /// never the item at `keep`, which is about to be rewritten; `keep` ends up most
-    /// recently used. `Err` carries what is still missing once this stripe has nothing
-    /// left to evict.
-    fn make_room_keeping(
+    /// Reserves `need` (using `prepaid` first), evicting from this stripe as required.
+    /// `Err` carries what is still missing once this stripe has nothing left to evict.
+    fn make_room(
         &mut self,
         shared: &Shared,
         moment: &Moment,
         need: Charge,
         prepaid: &mut Charge,
-        keep: Option<SlotIndex>,
     ) -> Result<(), Charge> {
-        if let Some(index) = keep {
-            self.policy.on_remove(&mut self.slots, index);
-        }
         let outstanding = need.saturating_sub(*prepaid);
-        let result = loop {
+        loop {
             match shared.budget.try_reserve(outstanding) {
                 Ok(()) => {
                     *prepaid = prepaid.saturating_sub(need);
-                    break Ok(());
+                    return Ok(());
                 }
                 Err(shortage) => {
                     if !self.evict_one(shared, moment, shortage) {
-                        break Err(outstanding);
+                        return Err(outstanding);
                     }
                 }
             }
-        };
-        if let Some(index) = keep {
-            self.policy.on_insert(&mut self.slots, index);
+        }
+    }
+
+    /// [`make_room`](Self::make_room) for rewriting the item at `index`, which is never
+    /// evicted for it. On success the item is left held out of the policy: the caller
+    /// rewrites it and then restores it.
+    fn make_room_for_rewrite(
+        &mut self,
+        shared: &Shared,
+        moment: &Moment,
+        need: Charge,
+        prepaid: &mut Charge,
+        index: SlotIndex,
+    ) -> Result<(), Charge> {
+        self.policy.hold(&mut self.slots, index);
+        let result = self.make_room(shared, moment, need, prepaid);
+        if result.is_err() {
+            self.policy.restore(&mut self.slots, index);
         }
         result
     }
@@ -676,6 +688,7 @@ impl<P: EvictionPolicy> Shard<P> {
             self.counters.evicted_unfetched += u64::from(unfetched);
         }
         let hash = shared.hash(slot.key());
+        self.policy.on_evict(&self.slots, victim, hash);
         self.unlink(shared, hash, victim);
         true
     }
@@ -766,7 +779,7 @@ impl<P: EvictionPolicy> Shard<P> {
             return Ok(Adoption::NoRoom);
         }
         if evict {
-            self.make_room_keeping(shared, moment, need, prepaid, None)?;
+            self.make_room(shared, moment, need, prepaid)?;
         } else if shared.budget.try_reserve(need).is_err() {
             return Ok(Adoption::NoRoom);
         }
@@ -840,7 +853,7 @@ impl<P: EvictionPolicy> Shard<P> {
         table.insert_unique(hash, index, |&other| {
             shared.hash(slots[other as usize].key())
         });
-        self.policy.on_insert(&mut self.slots, index);
+        self.policy.on_insert(&mut self.slots, index, hash);
         self.counters.curr_items += 1;
         self.counters.bytes += cost as u64;
         index
