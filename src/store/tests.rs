@@ -595,10 +595,17 @@ fn without_evictions_a_full_store_refuses_but_still_reclaims_expired() {
 
 #[test]
 fn memory_limit_holds_under_mixed_sizes() {
+    for eviction in EvictionStrategy::ALL {
+        memory_limit_holds_under_mixed_sizes_with(eviction);
+    }
+}
+
+fn memory_limit_holds_under_mixed_sizes_with(eviction: EvictionStrategy) {
     let limit = 4 * 1024 * 1024;
     let store = store_with(StoreConfig {
         max_memory: limit,
         stripes: 16,
+        eviction,
         ..StoreConfig::default()
     });
     let sizes = [10, 100, 1000, 10_000, 100_000, 37, 5000, 64 * 1024 + 1];
@@ -793,10 +800,17 @@ fn concurrent_increments_are_never_lost() {
 
 #[test]
 fn concurrent_writers_respect_a_small_memory_limit() {
+    for eviction in EvictionStrategy::ALL {
+        concurrent_writers_respect_a_small_memory_limit_with(eviction);
+    }
+}
+
+fn concurrent_writers_respect_a_small_memory_limit_with(eviction: EvictionStrategy) {
     let limit = 512 * 1024;
     let store = Arc::new(store_with(StoreConfig {
         max_memory: limit,
         stripes: 16,
+        eviction,
         ..StoreConfig::default()
     }));
     let handles: Vec<_> = (0..4)
@@ -1282,4 +1296,91 @@ fn maintain_frees_what_an_immediate_flush_hid_and_sweeps_the_expired() {
     let stats = store.stats();
     assert_eq!((stats.curr_items, stats.bytes), (0, 0));
     assert_eq!(fetch(&store, b"a"), None);
+}
+
+/// Random sets, appends, increments, deletes, touches and reads on a store much smaller
+/// than its data, checked against a model: under every policy a key reads as its last
+/// write or as missing, never as anything else, and the books balance.
+#[test]
+fn every_policy_serves_only_the_latest_writes_under_eviction() {
+    use std::collections::HashMap;
+
+    for eviction in EvictionStrategy::ALL {
+        let limit = 256 * 1024;
+        let store = store_with(StoreConfig {
+            max_memory: limit,
+            stripes: 4,
+            eviction,
+            ..StoreConfig::default()
+        });
+        let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..40_000u64 {
+            let key = format!("key-{}", next() % 2_000).into_bytes();
+            match next() % 8 {
+                0..=2 => {
+                    let value = vec![b'a' + (round % 26) as u8; (next() % 3_000) as usize];
+                    set(&store, &key, &value);
+                    model.insert(key, value);
+                }
+                3 => {
+                    let outcome = store.store(StoreMode::Append, &key, 0, Expiry::NEVER, b"+tail");
+                    if outcome == StoreOutcome::Stored {
+                        let expected = model.get_mut(&key).expect("appended to a known key");
+                        expected.extend_from_slice(b"+tail");
+                    } else {
+                        model.remove(&key);
+                    }
+                }
+                4 => {
+                    let number = round.to_string().into_bytes();
+                    set(&store, &key, &number);
+                    match store.incr_decr(&key, true, 7) {
+                        Ok(value) => {
+                            assert_eq!(value, round + 7, "{eviction}");
+                            model.insert(key, (round + 7).to_string().into_bytes());
+                        }
+                        Err(_) => {
+                            model.remove(&key);
+                        }
+                    }
+                }
+                5 => {
+                    store.delete(&key);
+                    model.remove(&key);
+                }
+                _ => match try_value(&store, &key) {
+                    Some(value) => {
+                        assert_eq!(Some(&value), model.get(&key), "{eviction}: wrong value");
+                    }
+                    None => {
+                        model.remove(&key);
+                    }
+                },
+            }
+        }
+        let stats = store.stats();
+        assert!(stats.evictions > 1_000, "{eviction}: {stats:?}");
+        assert!(stats.bytes <= limit as u64, "{eviction}: {stats:?}");
+        assert_eq!(stats.bytes, store.shared.budget.used_bytes() as u64);
+        let resident = model
+            .iter()
+            .filter(|(key, value)| try_value(&store, key).as_ref() == Some(*value))
+            .count() as u64;
+        let visible = model
+            .keys()
+            .filter(|key| try_value(&store, key).is_some())
+            .count() as u64;
+        assert_eq!(resident, visible, "{eviction}: a key holds a wrong value");
+        assert_eq!(
+            visible, stats.curr_items,
+            "{eviction}: an unknown item is stored"
+        );
+    }
 }
