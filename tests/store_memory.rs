@@ -8,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 
-use rat_memcache::store::{Expiry, Store, StoreConfig, StoreMode, StoreOutcome};
+use rat_memcache::store::{EvictionStrategy, Expiry, Store, StoreConfig, StoreMode, StoreOutcome};
 
 struct CountingAllocator;
 
@@ -63,7 +63,8 @@ fn fill(store: &Store, baseline: usize, prefix: &str, count: usize, sizes: &[usi
         let heap = live_bytes() - baseline - data.len() - key.len();
         assert!(
             heap <= LIMIT,
-            "heap {heap} over the {LIMIT}-byte limit after {key}"
+            "heap {heap} over the {LIMIT}-byte limit after {key} ({:?})",
+            store.config().eviction
         );
         peak = peak.max(heap);
     }
@@ -72,10 +73,17 @@ fn fill(store: &Store, baseline: usize, prefix: &str, count: usize, sizes: &[usi
 
 #[test]
 fn real_heap_stays_within_the_memory_limit() {
+    for eviction in EvictionStrategy::ALL {
+        heap_stays_within_the_memory_limit_with(eviction);
+    }
+}
+
+fn heap_stays_within_the_memory_limit_with(eviction: EvictionStrategy) {
     let baseline = live_bytes();
     let store = Store::new(StoreConfig {
         max_memory: LIMIT,
         stripes: 16,
+        eviction,
         ..StoreConfig::default()
     });
 
@@ -84,7 +92,7 @@ fn real_heap_stays_within_the_memory_limit() {
     // The accounting is not wildly conservative either: the heap really holds most of it.
     assert!(
         tiny_peak > LIMIT / 2,
-        "tiny items used only {tiny_peak} bytes"
+        "{eviction}: tiny items used only {tiny_peak} bytes"
     );
     // Big items push the tiny ones out; their slots and buckets must not linger uncharged.
     fill(&store, baseline, "big", 300, &[100_000, 50_000]);
@@ -107,6 +115,6 @@ fn real_heap_stays_within_the_memory_limit() {
     let heap_after_flush = live_bytes() - baseline;
     assert!(
         heap_after_flush < 64 * 1024,
-        "flush left {heap_after_flush} bytes"
+        "{eviction}: flush left {heap_after_flush} bytes"
     );
 }
