@@ -20,7 +20,8 @@
 mod common;
 
 use common::{
-    escape, rat_binary, run_to_exit, selftest, start_server_under_test, RawClient, Server,
+    escape, rat_binary, run_to_exit, selftest, start_rat, start_server_under_test, stat_u64,
+    stats_of, RawClient, Server,
 };
 use std::collections::HashMap;
 use std::fs;
@@ -844,4 +845,62 @@ fn binding_protocol_fixes_or_detects_the_protocol() {
     text.send(&BINARY_VERSION);
     text.send(b"\r\n");
     assert_eq!(text.read_line(), b"ERROR\r\n");
+}
+
+/// `--eviction` picks the policy: `stats settings` names it, and on the wire FIFO drops
+/// the oldest write however often it is read while the others keep a key in use.
+#[test]
+fn eviction_flag_chooses_the_policy() {
+    for (name, keeps_hot) in [
+        ("lru", true),
+        ("lfu", true),
+        ("fifo", false),
+        ("hybrid", true),
+        ("s3fifo", true),
+    ] {
+        let server = start_rat(&["-m", "2", "--eviction", name]);
+        let mut client = server.client();
+        let settings = stats_of(&mut client, "stats settings");
+        let canonical = if name == "s3fifo" { "hybrid" } else { name };
+        assert_eq!(settings["eviction_strategy"], canonical);
+
+        assert_eq!(
+            client.request(b"set hot 0 0 3\r\nhot\r\n", b"\r\n"),
+            b"STORED\r\n"
+        );
+        let filler = vec![b'f'; 1000];
+        for i in 0..8_000 {
+            let mut set = format!("set filler-{i} 0 0 {}\r\n", filler.len()).into_bytes();
+            set.extend_from_slice(&filler);
+            set.extend_from_slice(b"\r\n");
+            assert_eq!(client.request(&set, b"\r\n"), b"STORED\r\n");
+            client.request(b"get hot\r\n", b"END\r\n");
+        }
+        let stats = stats_of(&mut client, "stats");
+        assert!(stat_u64(&stats, "evictions") > 5_000, "{name}: {stats:?}");
+        assert_eq!(
+            stat_u64(&stats, "evictions"),
+            stat_u64(&stats, "evictions_memory") + stat_u64(&stats, "evictions_entries")
+        );
+        assert!(stat_u64(&stats, "bytes") <= stat_u64(&stats, "limit_maxbytes"));
+        let hot = client.request(b"get hot\r\n", b"END\r\n");
+        assert_eq!(
+            hot == b"VALUE hot 0 3\r\nhot\r\nEND\r\n",
+            keeps_hot,
+            "{name}"
+        );
+    }
+    let refused = run_to_exit(
+        rat_binary(),
+        &["--eviction", "random"],
+        Duration::from_secs(10),
+    );
+    assert!(!refused.status.success());
+    assert!(
+        refused
+            .stderr
+            .contains("--eviction random: unknown eviction strategy"),
+        "{}",
+        refused.stderr
+    );
 }
