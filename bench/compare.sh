@@ -9,7 +9,11 @@
 #   --gen-threads N      load generator threads [1]
 #   --servers "..."      which of memcached rat_memcached rat_memcached_l2 rat_canned to run
 #                        [memcached rat_memcached rat_canned]; rat_memcached_l2 is
-#                        rat_memcached with its persistent tier on (--data-dir in --out)
+#                        rat_memcached with its persistent tier on (--data-dir in --out);
+#                        rat_memcached_lru, _lfu, _fifo and _hybrid run it with that
+#                        --eviction policy
+#   --memory-mb N        -m for every server; below the data set's size (about 21 MB
+#                        for rat_memcached) the load keeps evicting [1024]
 #   --protocols "..."    wire protocols to load each server with: text meta binary [text]
 #   --rss-items N        items stored for the memory measurement, 0 to skip it [1000000]
 #   --l2-args "..."      extra flags for rat_memcached_l2, e.g. "--l2-flush-ms=1000" [none]
@@ -54,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --threads) THREAD_COUNTS=$2; shift 2 ;;
         --gen-threads) GEN_THREADS=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --memory-mb) MEMORY_MB=$2; shift 2 ;;
         --protocols) PROTOCOLS=$2; shift 2 ;;
         --rss-items) RSS_ITEMS=$2; shift 2 ;;
         --restart-items) RESTART_ITEMS=$2; shift 2 ;;
@@ -163,6 +168,10 @@ server_command() {
         rat_memcached)
             COMMAND=("$RAT_MEMCACHED" -p "$port" -l 127.0.0.1 -U 0 -t "$threads" -m "$MEMORY_MB" -c 4096)
             ;;
+        rat_memcached_lru|rat_memcached_lfu|rat_memcached_fifo|rat_memcached_hybrid)
+            COMMAND=("$RAT_MEMCACHED" -p "$port" -l 127.0.0.1 -U 0 -t "$threads" -m "$MEMORY_MB" -c 4096
+                --eviction "${name#rat_memcached_}")
+            ;;
         rat_memcached_l2)
             # A fresh data directory per start unless L2_DIR names one to reuse.
             local dir=${L2_DIR:-$OUT/l2-$port}
@@ -210,7 +219,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 CORES=$(nproc)
 echo "results and server logs: $OUT"
-echo "workload: $KEYS keys, $VALUE_SIZE-byte values, set:get $SET_RATIO, $CONNS connections," \
+echo "workload: $KEYS keys, $VALUE_SIZE-byte values, -m $MEMORY_MB, set:get $SET_RATIO, $CONNS connections," \
     "pipeline $PIPELINE, uniform keys; $ROUNDS rounds of $ROUND_SECONDS s per server and protocol," \
     "alternating; protocols: $PROTOCOLS"
 
