@@ -484,3 +484,36 @@ fn main() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("16M"), Ok(16 << 20));
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        for bad in ["", "m", "0", "0k", "1.5m", "-4m", "4t", "99999999999g"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_show_short() {
+        assert_eq!(show_bytes(512), "512");
+        assert_eq!(show_bytes(64 << 10), "64k");
+        assert_eq!(show_bytes(16 << 20), "16m");
+        assert_eq!(show_bytes(3 << 30), "3g");
+        assert_eq!(show_bytes((1 << 20) + (1 << 19)), "1.5m");
+    }
+
+    #[test]
+    fn policies_parse_by_their_library_names() {
+        assert_eq!(parse_policy("lru"), Ok(EvictionStrategy::Lru));
+        assert_eq!(parse_policy("hybrid"), Ok(EvictionStrategy::Hybrid));
+        assert!(parse_policy("LRU").is_err());
+        assert!(parse_policy("arc").is_err());
+    }
+}
