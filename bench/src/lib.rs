@@ -30,6 +30,13 @@
 //! machine is the most any server could reach there with the same generator: the cost of
 //! loopback TCP and of the generator itself.
 //!
+//! # Replaying cache traces
+//!
+//! `rat_trace` asks a different question: not how fast a server answers, but how often
+//! the cache misses. It replays a trace (read from a file or generated, [`trace`])
+//! cache-aside against the library, once per eviction policy and cache size, and prints
+//! the miss ratio of each.
+//!
 //! # Pieces
 //!
 //! - [`workload`]: key distributions (uniform, Zipf), set:get mix, multi-get width, fills.
@@ -44,4 +51,5 @@ pub mod histogram;
 pub mod protocol;
 pub mod report;
 pub mod rng;
+pub mod trace;
 pub mod workload;

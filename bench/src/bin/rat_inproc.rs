@@ -12,6 +12,7 @@
 //!    quick_cache are told each item weighs its key plus its value; rat_memcache counts
 //!    its real cost (key, value, slot, index, allocator rounding), so at the same budget
 //!    it holds fewer items than the others think they do: the comparison favours them.
+//!    The trace and the replay are the `trace` module's, the ones `rat_trace` uses.
 //!
 //! usage: rat_inproc [--ops N] [--keys N] [--trace-keys N] [--trace N] [--budget-mb MB]
 
@@ -21,6 +22,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use rat_memcache::{L1Config, RatMemCache, RatMemCacheBuilder};
 use rat_memcache_bench::rng::Rng;
+use rat_memcache_bench::trace::{
+    generate, replay, Generator, ReplayTarget, SetOutcome, Synthetic, Trace,
+};
 use rat_memcache_bench::workload::{Distribution, KeyChooser};
 
 const VALUE_SIZE: usize = 100;
@@ -170,24 +174,43 @@ fn time_ops(
     per_thread.iter().sum::<f64>() / per_thread.len() as f64
 }
 
-/// Cache-aside replay of a zipf(0.99) trace; returns the hit ratio.
-fn hit_ratio(subject: &dyn Subject, trace_keys: u32, trace: usize) -> f64 {
-    let value = Bytes::from(vec![b'v'; VALUE_SIZE]);
-    let chooser = KeyChooser::new(&Distribution::Zipf(0.99), trace_keys);
-    let mut rng = Rng::new(99);
-    let mut hits = 0usize;
-    let mut key = String::new();
-    for _ in 0..trace {
-        key.clear();
-        key.push_str("trace:");
-        key.push_str(&chooser.next(&mut rng).to_string());
-        if subject.get(&key).is_some() {
-            hits += 1;
-        } else {
-            subject.set(&key, &value);
-        }
+/// A cache behind [`Subject`] as a replay target.
+struct Replayed<'a> {
+    subject: &'a dyn Subject,
+    /// The value every set stores (all requests of the generated trace have its size).
+    value: Bytes,
+}
+
+impl ReplayTarget for Replayed<'_> {
+    type Error = std::convert::Infallible;
+
+    fn get(&mut self, key: &[u8]) -> Result<bool, Self::Error> {
+        Ok(self.subject.get(trace_key(key)).is_some())
     }
-    hits as f64 / trace as f64
+
+    fn set(&mut self, key: &[u8], size: u32) -> Result<SetOutcome, Self::Error> {
+        self.subject
+            .set(trace_key(key), &self.value.slice(..size as usize));
+        Ok(SetOutcome::Stored)
+    }
+}
+
+/// A generated trace's key as text: generated keys are decimal digits.
+fn trace_key(key: &[u8]) -> &str {
+    std::str::from_utf8(key).expect("generated keys are decimal digits")
+}
+
+/// Cache-aside replay of `trace` (get; on a miss, set); returns the hit ratio.
+fn hit_ratio(subject: &dyn Subject, trace: &Trace) -> f64 {
+    let mut target = Replayed {
+        subject,
+        value: Bytes::from(vec![b'v'; VALUE_SIZE]),
+    };
+    let counts = match replay(trace, &mut target) {
+        Ok(counts) => counts,
+        Err(never) => match never {},
+    };
+    1.0 - counts.misses as f64 / counts.requests as f64
 }
 
 fn main() {
@@ -203,7 +226,7 @@ fn main() {
     let ops = number(&mut args, "--ops", 2_000_000);
     let key_count = number(&mut args, "--keys", 100_000);
     let trace_keys = number(&mut args, "--trace-keys", 1_000_000);
-    let trace = number(&mut args, "--trace", 5_000_000);
+    let trace_len = number(&mut args, "--trace", 5_000_000);
     let budget_mb = number(&mut args, "--budget-mb", 16);
     let rest = args.finish();
     if !rest.is_empty() {
@@ -250,13 +273,23 @@ fn main() {
     let budget = budget_mb * 1024 * 1024;
     println!();
     println!(
-        "hit ratio, cache-aside zipf(0.99) trace: {trace} requests over {trace_keys} keys, \
+        "hit ratio, cache-aside zipf(0.99) trace: {trace_len} requests over {trace_keys} keys, \
          {budget_mb} MB per cache"
     );
+    let synthetic = Synthetic {
+        keys: trace_keys as u32,
+        requests: trace_len as u64,
+        value_size: VALUE_SIZE as u32,
+        seed: 99,
+    };
+    let trace = generate(&Generator::Zipf { theta: 0.99 }, &synthetic).unwrap_or_else(|error| {
+        eprintln!("rat_inproc: the trace: {error}");
+        std::process::exit(2)
+    });
     for (name, subject) in subjects(budget, budget / (VALUE_SIZE + 16)) {
         println!(
             "{name:<14} {:>6.2} %",
-            100.0 * hit_ratio(subject.as_ref(), trace_keys as u32, trace)
+            100.0 * hit_ratio(subject.as_ref(), &trace)
         );
     }
 }
