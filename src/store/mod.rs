@@ -16,7 +16,8 @@
 //! taking them from the very top would give every key in a stripe the same tag.)
 //!
 //! A get takes exactly one stripe lock and no other lock, allocates nothing, and writes
-//! nothing but its own item's slot (the LRU promotes lazily, see `eviction`). The only
+//! nothing but its own item's slot (every eviction policy acts on a hit lazily, see
+//! [`EvictionStrategy`] and the `eviction` module). The only
 //! shared writes a request can make are the CAS counter (on modifications) and the memory
 //! budget (when an item's size changes).
 //!
@@ -24,7 +25,8 @@
 //!
 //! A stripe is an arena of 48-byte slots plus a `hashbrown::HashTable` of
 //! `u32` slot indices. Each item is one heap allocation holding its key and then its value;
-//! its flags, expiry, CAS, store time, LRU links and a fetched bit sit inline in the slot.
+//! its flags, expiry, CAS, store time, eviction queue links and state and a fetched bit
+//! sit inline in the slot.
 //! Freed slots go on a free list and are reused before the arena grows; an arena more than
 //! an eighth free is compacted, and its table shrunk. The `item` module draws the slot
 //! layout.
@@ -36,9 +38,10 @@
 //! allocation, its slot with the arena's spare room, and its hash-table bucket at the
 //! table's lowest load (the `item` module's `item_cost`). The charge is reserved in one global
 //! atomic budget before an item is linked, so a single stripe may use any share of the
-//! memory. When the budget is short, the storing thread evicts from its own stripe's policy
-//! (while holding only that lock); if its stripe runs dry it releases the lock, evicts from
-//! other stripes one lock at a time, reserves what it freed, and tries again. Only when no
+//! memory. When the budget is short, the storing thread evicts the victims its own stripe's
+//! policy names (while holding only that lock); if its stripe runs dry it releases the
+//! lock, evicts from other stripes one lock at a time, reserves what it freed, and tries
+//! again. Only when no
 //! stripe has anything left does a store answer [`StoreOutcome::NoMemory`]. Victims that
 //! had already expired count as `reclaimed`, live ones as `evictions`.
 //! [`StoreConfig::max_entries`] caps the item count the same way.
