@@ -1,4 +1,5 @@
 //! rat_inproc: rat_memcache as an embedded cache, against moka and quick_cache.
+//! rat_memcache runs twice, with its default LRU and with its hybrid (S3-FIFO) policy.
 //!
 //! Two measurements, each cache behind the same small trait so every one runs the same
 //! loop:
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use rat_memcache::{L1Config, RatMemCache, RatMemCacheBuilder};
+use rat_memcache::{EvictionStrategy, L1Config, RatMemCache, RatMemCacheBuilder};
 use rat_memcache_bench::rng::Rng;
 use rat_memcache_bench::trace::{
     generate, replay, Generator, ReplayTarget, SetOutcome, Synthetic, Trace,
@@ -79,10 +80,11 @@ impl quick_cache::Weighter<String, Bytes> for Weight {
     }
 }
 
-fn rat(budget: usize) -> Box<dyn Subject> {
+fn rat(budget: usize, eviction_strategy: EvictionStrategy) -> Box<dyn Subject> {
     let cache = RatMemCacheBuilder::new()
         .l1_config(L1Config {
             max_memory: budget,
+            eviction_strategy,
             ..Default::default()
         })
         .build()
@@ -110,7 +112,8 @@ fn quick(budget: usize, items: usize) -> Box<dyn Subject> {
 /// The caches, each with `budget` bytes, sized for about `items` items.
 fn subjects(budget: usize, items: usize) -> Vec<(&'static str, Box<dyn Subject>)> {
     vec![
-        ("rat_memcache", rat(budget)),
+        ("rat_memcache", rat(budget, EvictionStrategy::Lru)),
+        ("rat hybrid", rat(budget, EvictionStrategy::Hybrid)),
         ("moka", moka(budget)),
         ("quick_cache", quick(budget, items)),
     ]
