@@ -37,8 +37,14 @@
 //!   7/16 and 7/8 full (compaction shrinks them too), so up to 5 / (7/16) ≈ 11.4 bytes
 //!   per item.
 //!
-//! A store's real heap therefore stays within its limit, give or take the value a `set` is
-//! copying in before it takes its stripe lock, and the allocator's own bookkeeping.
+//! A store's live heap blocks therefore stay within its limit, give or take the value a
+//! `set` is copying in before it takes its stripe lock. Not charged, because no item owns
+//! it: the allocator's page slack. mimalloc carves pages (64 KiB, 512 KiB, 4 MiB by size)
+//! into blocks of one size class and can return a page to the OS only once every block in
+//! it is free, so under eviction a page that still holds one live item keeps all of its
+//! memory resident. With values of mixed sizes from 10 B to 100 KB evicted continuously
+//! this measured 10-30 MiB at `-m 64` (the README's "Memory" section and
+//! `tests/memory.rs`); with values of one size, a few MiB.
 
 use std::mem::size_of;
 
@@ -325,7 +331,11 @@ pub fn memcached_item_size(key_len: usize, flags: u32, value_len: usize, cas: bo
 /// * up to 64 bytes: rounded up to a multiple of 8 (one size class per word);
 /// * up to 64 KiB: mimalloc's bins, four per power of two, so a request is rounded up by at
 ///   most 25% (12.5% on average across a doubling);
-/// * larger: a dedicated page from the arena, which hands out 64 KiB slices.
+/// * larger: whole 64 KiB arena slices, the unit in which mimalloc commits and purges
+///   memory. Above 512 KiB that is what it allocates (plus a page header); between 64
+///   and 512 KiB mimalloc 3 still uses its bins (in 4 MiB pages), so this charges up to
+///   60% more than the bin, which leaves room for the slack those large pages keep under
+///   eviction.
 ///
 /// With another allocator the estimate is close (glibc rounds small requests to 16 bytes
 /// plus an 8-byte header) but not exact.
