@@ -29,6 +29,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(all(unix, feature = "server"))]
+pub mod allocator;
 pub mod ascii;
 pub mod cache;
 pub mod config;

@@ -8,11 +8,18 @@ use rat_memcache::config::{self, CliAction, Settings};
 use rat_memcache::server::Server;
 use std::process::ExitCode;
 
+#[cfg(unix)]
+#[global_allocator]
+static GLOBAL: rat_memcache::allocator::ServerAllocator =
+    rat_memcache::allocator::ServerAllocator::new();
+
+#[cfg(not(unix))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    allocator::return_freed_pages_at_once();
+    #[cfg(unix)]
+    GLOBAL.configure();
     let args = std::env::args_os().skip(1).collect();
     match config::parse_args(args) {
         Ok(CliAction::Help(text)) => {
@@ -91,32 +98,6 @@ fn run(settings: Settings) -> ExitCode {
     }
     log::info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Tuning of the global allocator.
-mod allocator {
-    use std::ffi::{c_int, c_long};
-
-    // mimalloc's own C API, linked in through the `mimalloc` crate (whose bindings
-    // declare this function only with its `extended` feature, and not this option).
-    extern "C" {
-        fn mi_option_set(option: c_int, value: c_long);
-    }
-
-    /// `mi_option_purge_delay` in `mi_option_t` (mimalloc 3, and 2 alike).
-    const MI_OPTION_PURGE_DELAY: c_int = 15;
-
-    /// Makes mimalloc give memory that became free back to the OS at once rather than
-    /// after its default delay of a second. mimalloc has no thread of its own: it purges
-    /// only when the program calls into it again, so under eviction churn the freed but
-    /// unpurged pages grow with the write rate (15-25 MiB more resident after 1 GiB of
-    /// sets at `-m 64`) and, once traffic stops, stay resident for good. Purging at once
-    /// keeps the resident set near what the live items use; the price is an madvise per
-    /// freed page.
-    pub fn return_freed_pages_at_once() {
-        // SAFETY: a plain setter of a global option, called before any other thread runs.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
 }
 
 /// Process-level chores of a Unix daemon.

@@ -119,7 +119,6 @@ impl Budget {
     }
 
     /// Bytes currently charged (including reservations in flight).
-    #[cfg(test)]
     pub fn used_bytes(&self) -> usize {
         self.used_bytes.load(Relaxed)
     }

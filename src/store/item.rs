@@ -38,13 +38,16 @@
 //!   per item.
 //!
 //! A store's live heap blocks therefore stay within its limit, give or take the value a
-//! `set` is copying in before it takes its stripe lock. Not charged, because no item owns
-//! it: the allocator's page slack. mimalloc carves pages (64 KiB, 512 KiB, 4 MiB by size)
-//! into blocks of one size class and can return a page to the OS only once every block in
-//! it is free, so under eviction a page that still holds one live item keeps all of its
-//! memory resident. With values of mixed sizes from 10 B to 100 KB evicted continuously
-//! this measured 10-30 MiB at `-m 64` (the README's "Memory" section and
-//! `tests/memory.rs`); with values of one size, a few MiB.
+//! `set` is copying in before it takes its stripe lock.
+//!
+//! What the process holds for them is close to that too, because the server's allocator
+//! (`crate::allocator`) maps every block of [`MAPPED_MIN`] bytes or more on its own and
+//! unmaps it when it is freed. A general-purpose allocator carves pages (mimalloc: 64 KiB
+//! to 4 MiB) into blocks of one size class and can return a page only once all its blocks
+//! are free; under eviction, pages still holding one live item of a large class kept
+//! 10-30 MiB resident beyond `-m 64` with values of 10 B to 100 KB. Below [`MAPPED_MIN`]
+//! the pages are small and the slack stays a few MiB (the README's "Memory" section and
+//! `tests/memory.rs` measure it).
 
 use std::mem::size_of;
 
@@ -325,35 +328,39 @@ pub fn memcached_item_size(key_len: usize, flags: u32, value_len: usize, cas: bo
     MEMCACHED_ITEM_HEADER + key_len + 1 + flags_suffix + value_len + 2 + cas_size
 }
 
+/// Requests of this many bytes and more get a mapping of their own from the server's
+/// allocator, rounded up to whole pages (see the module docs).
+pub const MAPPED_MIN: usize = 16 * 1024;
+
+/// The page size mapped blocks are rounded to (the allocator maps nothing on systems
+/// whose pages differ).
+pub const MAPPED_PAGE: usize = 4096;
+
 /// Estimates how many bytes the allocator really hands out for a request of `n` bytes,
-/// modelled on mimalloc (the server's allocator):
+/// modelled on the server's (mimalloc, with large blocks mapped on their own):
 ///
 /// * up to 64 bytes: rounded up to a multiple of 8 (one size class per word);
-/// * up to 64 KiB: mimalloc's bins, four per power of two, so a request is rounded up by at
-///   most 25% (12.5% on average across a doubling);
-/// * larger: whole 64 KiB arena slices, the unit in which mimalloc commits and purges
-///   memory. Above 512 KiB that is what it allocates (plus a page header); between 64
-///   and 512 KiB mimalloc 3 still uses its bins (in 4 MiB pages), so this charges up to
-///   60% more than the bin, which leaves room for the slack those large pages keep under
-///   eviction.
+/// * below [`MAPPED_MIN`]: mimalloc's bins, four per power of two, so a request is rounded
+///   up by at most 25% (12.5% on average across a doubling);
+/// * from [`MAPPED_MIN`]: whole pages of [`MAPPED_PAGE`] bytes, at most 25% more and on
+///   average 2 KiB.
 ///
 /// With another allocator the estimate is close (glibc rounds small requests to 16 bytes
-/// plus an 8-byte header) but not exact.
+/// plus an 8-byte header, and maps large ones itself from 128 KiB) but not exact.
 pub fn allocation_size(n: usize) -> usize {
     const WORD: usize = size_of::<usize>();
     const SMALL_MAX: usize = 8 * WORD;
-    const ARENA_SLICE: usize = 64 * 1024;
     match n {
         0 => 0,
         1..=SMALL_MAX => n.next_multiple_of(WORD),
-        _ if n <= ARENA_SLICE => {
+        _ if n < MAPPED_MIN => {
             // mimalloc's `mi_bin`: keep the top three bits of (words - 1), round the rest up.
             let words_minus_one = n.div_ceil(WORD) - 1;
             let top_bit = usize::BITS - 1 - words_minus_one.leading_zeros();
             let step = top_bit - 2;
             (((words_minus_one >> step) + 1) << step) * WORD
         }
-        _ => n.next_multiple_of(ARENA_SLICE),
+        _ => n.next_multiple_of(MAPPED_PAGE),
     }
 }
 
@@ -381,9 +388,14 @@ mod tests {
         assert_eq!(allocation_size(129), 160);
         assert_eq!(allocation_size(1000), 1024);
         assert_eq!(allocation_size(1025), 1280);
-        assert_eq!(allocation_size(64 * 1024), 64 * 1024);
-        assert_eq!(allocation_size(64 * 1024 + 1), 128 * 1024);
-        assert_eq!(allocation_size(1024 * 1024 + 300), 1024 * 1024 + 64 * 1024);
+        assert_eq!(allocation_size(MAPPED_MIN - 1), MAPPED_MIN);
+        // Mapped: whole pages.
+        assert_eq!(allocation_size(MAPPED_MIN), MAPPED_MIN);
+        assert_eq!(allocation_size(MAPPED_MIN + 1), MAPPED_MIN + MAPPED_PAGE);
+        assert_eq!(
+            allocation_size(1024 * 1024 + 300),
+            1024 * 1024 + MAPPED_PAGE
+        );
     }
 
     #[test]
@@ -391,11 +403,11 @@ mod tests {
         for n in 1..200_000usize {
             let size = allocation_size(n);
             assert!(size >= n, "{n} -> {size}");
-            // Small and binned sizes waste at most a quarter; arena slices at most 64 KiB.
-            assert!(
-                size <= n + n / 4 + 8 || size - n < 64 * 1024,
-                "{n} -> {size}"
-            );
+            // Small and binned sizes waste at most a quarter, mapped ones less than a page.
+            assert!(size <= n + n / 4 + 8, "{n} -> {size}");
+            if n >= MAPPED_MIN {
+                assert!(size - n < MAPPED_PAGE, "{n} -> {size}");
+            }
         }
     }
 

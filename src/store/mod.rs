@@ -102,6 +102,7 @@ use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
 
 pub use clock::Expiry;
 pub use eviction::EvictionStrategy;
+pub use item::{allocation_size, MAPPED_MIN, MAPPED_PAGE};
 pub use stats::StoreStats;
 pub use tier::{TierConfig, TierError, TierStats};
 
@@ -956,9 +957,11 @@ impl Store {
         removed
     }
 
-    /// Counters summed over all stripes.
+    /// Counters summed over all stripes; `bytes` is the budget's, which items moving
+    /// between stripes while they are summed cannot push past the limit.
     pub fn stats(&self) -> StoreStats {
         let mut stats = StoreStats {
+            bytes: self.shared.budget.used_bytes() as u64,
             limit_maxbytes: self.shared.budget.max_bytes() as u64,
             curr_stripes: self.stripes.len() as u64,
             ..StoreStats::default()

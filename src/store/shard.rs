@@ -468,7 +468,6 @@ impl Shard {
                 };
                 drop(self.slots[index as usize].replace(data, meta));
                 self.policy.restore(&mut self.slots, index);
-                self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
                 if old_cost > new_cost {
                     shared.budget.release(Charge {
                         bytes: old_cost - new_cost,
@@ -579,7 +578,6 @@ impl Shard {
         };
         drop(slot.replace(item_data(key, digits), meta));
         self.policy.restore(&mut self.slots, index);
-        self.counters.bytes = self.counters.bytes - old_cost as u64 + new_cost as u64;
         self.counters.total_items += 1;
         // No compaction here: the caller still holds the slot index.
         Ok(Ok(Arith {
@@ -816,7 +814,6 @@ impl Shard {
             false
         });
         counters.curr_items -= freed.entries as u64;
-        counters.bytes -= freed.bytes as u64;
         shared.budget.release(freed);
         if table.is_empty() {
             *table = HashTable::new();
@@ -830,7 +827,6 @@ impl Shard {
 
     /// Puts a new item into the arena and table. Its cost must already be reserved.
     fn link(&mut self, shared: &Shared, hash: u64, slot: Slot) -> SlotIndex {
-        let cost = slot.cost();
         let index = if self.free_head != NIL {
             let index = self.free_head;
             self.free_head = self.slots[index as usize].links.next;
@@ -855,7 +851,6 @@ impl Shard {
         });
         self.policy.on_insert(&mut self.slots, index, hash);
         self.counters.curr_items += 1;
-        self.counters.bytes += cost as u64;
         index
     }
 
@@ -872,7 +867,6 @@ impl Shard {
         drop(slot.release(self.free_head));
         self.free_head = index;
         self.counters.curr_items -= 1;
-        self.counters.bytes -= cost as u64;
         shared.budget.release(Charge {
             bytes: cost,
             entries: 1,

@@ -41,7 +41,6 @@ pub struct StoreStats {
 pub struct ShardCounters {
     pub curr_items: u64,
     pub total_items: u64,
-    pub bytes: u64,
     pub evictions_memory: u64,
     pub evictions_entries: u64,
     pub expired_unfetched: u64,
@@ -56,7 +55,6 @@ impl ShardCounters {
     pub fn add_to(&self, total: &mut StoreStats) {
         total.curr_items += self.curr_items;
         total.total_items += self.total_items;
-        total.bytes += self.bytes;
         total.evictions += self.evictions_memory + self.evictions_entries;
         total.evictions_memory += self.evictions_memory;
         total.evictions_entries += self.evictions_entries;
