@@ -40,6 +40,8 @@ pub mod reactor;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_rng;
 
 pub use cache::{
     CacheStats, Error, EvictionStrategy, L1Config, L1Stats, L2Config, L2Stats, PerformanceConfig,

@@ -41,7 +41,7 @@
 mod common;
 
 use common::{
-    read_fetched, selftest, start_server_under_test, stat_u64, stats_of, RawClient, Server,
+    mix, read_fetched, selftest, start_server_under_test, stat_u64, stats_of, RawClient, Server,
 };
 use std::collections::HashMap;
 use std::fs;
@@ -90,14 +90,6 @@ const POOL_LEN: usize = 1 << 20;
 
 /// The seed of everything random in the fill.
 const SEED: u64 = 0x6d65_6d6f_7279;
-
-/// splitmix64: a well-mixed 64-bit number for every input.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 /// The fixed pool of random bytes (every byte value, `\r` and `\n` included).
 fn value_pool() -> Vec<u8> {

@@ -23,8 +23,8 @@
 mod common;
 
 use common::{
-    escape, launch_rat, rat_binary, read_fetched, run_to_exit, start_rat, start_rat_with_data_dir,
-    stat_u64, stats_of, Fetched, Launch, RawClient, Server, TempDir,
+    escape, launch_rat, mix, rat_binary, read_fetched, run_to_exit, start_rat,
+    start_rat_with_data_dir, stat_u64, stats_of, Fetched, Launch, RawClient, Server, TempDir,
 };
 use std::collections::HashMap;
 use std::fs;
@@ -41,15 +41,6 @@ const KEYS_PER_GET: usize = 100;
 
 /// How many differences a check lists before it stops collecting them.
 const SHOWN_MISMATCHES: usize = 10;
-
-/// splitmix64: a well-mixed 64-bit number for every input, so that every property of a
-/// generated item follows from its index alone and nothing needs to be remembered.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 /// `len` pseudo-random bytes (xorshift) covering every byte value, `\r` and `\n` too.
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

@@ -319,6 +319,21 @@ pub fn item_cost(data_len: usize) -> usize {
     allocation_size(data_len) + ARENA_COST + TABLE_COST
 }
 
+/// Moves the live slots to the front of a new arena with room for `capacity` slots,
+/// leaving free slots behind. Returns the new arena and, for each old index, the new one
+/// ([`NIL`] for free slots).
+pub fn compact_arena(slots: &mut [Slot], capacity: usize) -> (Vec<Slot>, Vec<SlotIndex>) {
+    let mut new_index = vec![NIL; slots.len()];
+    let mut compacted = Vec::with_capacity(capacity);
+    for (old, slot) in slots.iter_mut().enumerate() {
+        if slot.is_live() {
+            new_index[old] = compacted.len() as SlotIndex;
+            compacted.push(std::mem::replace(slot, Slot::free(NIL)));
+        }
+    }
+    (compacted, new_index)
+}
+
 /// The size memcached gives an item when checking it against the item size limit (`-I`):
 /// its 48-byte header, the key and its NUL, 4 bytes of flags unless they are 0, the value
 /// and its CRLF, and 8 bytes of CAS when CAS is on.

@@ -15,7 +15,8 @@ use super::budget::{Charge, Shortage};
 use super::clock::{Expiry, RelTime};
 use super::eviction::{EvictionPolicy, EvictionStrategy, Policy};
 use super::item::{
-    item_cost, item_data, memcached_item_size, ItemMeta, Markers, Slot, SlotIndex, NIL,
+    compact_arena, item_cost, item_data, memcached_item_size, ItemMeta, Markers, Slot, SlotIndex,
+    NIL,
 };
 use super::stats::ShardCounters;
 use super::{
@@ -883,14 +884,7 @@ impl Shard {
         if len < COMPACT_MIN_SLOTS || live * 8 >= len * 7 {
             return false;
         }
-        let mut new_index = vec![NIL; len];
-        let mut compacted = Vec::with_capacity(live + live / 8);
-        for (old, slot) in self.slots.iter_mut().enumerate() {
-            if slot.is_live() {
-                new_index[old] = compacted.len() as SlotIndex;
-                compacted.push(std::mem::replace(slot, Slot::free(NIL)));
-            }
-        }
+        let (mut compacted, new_index) = compact_arena(&mut self.slots, live + live / 8);
         self.policy.remap(&mut compacted, &new_index);
         for index in self.table.iter_mut() {
             *index = new_index[*index as usize];

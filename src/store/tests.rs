@@ -6,6 +6,7 @@ use std::thread;
 
 use super::item::item_cost;
 use super::*;
+use crate::test_rng::TestRng;
 
 fn store_with(config: StoreConfig) -> Store {
     Store::new(config)
@@ -1323,18 +1324,12 @@ fn every_policy_serves_only_the_latest_writes_under_eviction() {
             ..StoreConfig::default()
         });
         let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = TestRng::new(0x2545_F491_4F6C_DD1D);
         for round in 0..40_000u64 {
-            let key = format!("key-{}", next() % 2_000).into_bytes();
-            match next() % 8 {
+            let key = format!("key-{}", rng.below(2_000)).into_bytes();
+            match rng.below(8) {
                 0..=2 => {
-                    let value = vec![b'a' + (round % 26) as u8; (next() % 3_000) as usize];
+                    let value = vec![b'a' + (round % 26) as u8; rng.below(3_000) as usize];
                     set(&store, &key, &value);
                     model.insert(key, value);
                 }

@@ -837,3 +837,12 @@ pub fn read_fetched<S: Read + Write>(client: &mut RawClient<S>) -> Vec<Fetched> 
         });
     }
 }
+
+/// splitmix64: a well-mixed 64-bit number for every input, so that every property of a
+/// generated item can follow from its index alone and nothing needs to be remembered.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

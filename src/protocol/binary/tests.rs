@@ -1,5 +1,6 @@
 use super::opcode::*;
 use super::*;
+use crate::test_rng::TestRng;
 
 /// A request packet as a client builds it.
 fn packet(op: u8, extras: &[u8], key: &[u8], value: &[u8], cas: u64, opaque: u32) -> Vec<u8> {
@@ -346,56 +347,36 @@ fn responses_match_memcached_bytes() {
     assert_eq!(&out[HEADER_LEN..], b"zz");
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// Fewer than `n` random bytes.
-    fn bytes_below(&mut self, n: usize) -> Vec<u8> {
-        let len = self.below(n);
-        self.bytes(len)
-    }
+/// Fewer than `n` random bytes.
+fn bytes_below(rng: &mut TestRng, n: usize) -> Vec<u8> {
+    let len = rng.below(n as u64) as usize;
+    rng.bytes(len)
 }
 
 /// A random valid request: its bytes and what parsing them must give.
-fn random_request(rng: &mut Rng) -> (Vec<u8>, u8, Vec<u8>, Vec<u8>, Vec<u8>) {
+fn random_request(rng: &mut TestRng) -> (Vec<u8>, u8, Vec<u8>, Vec<u8>, Vec<u8>) {
     const OPS: &[u8] = &[
         GET, GETQ, GETK, GETKQ, SET, SETQ, ADD, ADDQ, REPLACE, REPLACEQ, DELETE, DELETEQ,
         INCREMENT, INCREMENTQ, DECREMENT, DECREMENTQ, APPEND, APPENDQ, PREPEND, PREPENDQ, TOUCH,
         GAT, GATQ, GATK, GATKQ, NOOP, VERSION, FLUSH, FLUSHQ, STAT,
     ];
-    let op = OPS[rng.below(OPS.len())];
-    let key_len = 1 + rng.below(KEY_MAX_LENGTH);
+    let op = OPS[rng.below(OPS.len() as u64) as usize];
+    let key_len = 1 + rng.below(KEY_MAX_LENGTH as u64) as usize;
     let key = rng.bytes(key_len);
     let (extras, key, value) = match op {
         GET | GETQ | GETK | GETKQ | DELETE | DELETEQ => (vec![], key, vec![]),
         SET | SETQ | ADD | ADDQ | REPLACE | REPLACEQ => {
-            let value = rng.bytes_below(300);
+            let value = bytes_below(rng, 300);
             (rng.bytes(8), key, value)
         }
         APPEND | APPENDQ | PREPEND | PREPENDQ => {
-            let value = rng.bytes_below(300);
+            let value = bytes_below(rng, 300);
             (vec![], key, value)
         }
         INCREMENT | INCREMENTQ | DECREMENT | DECREMENTQ => (rng.bytes(20), key, vec![]),
         TOUCH | GAT | GATQ | GATK | GATKQ => (rng.bytes(4), key, vec![]),
         FLUSH | FLUSHQ if rng.below(2) == 0 => (rng.bytes(4), vec![], vec![]),
-        STAT => (vec![], rng.bytes_below(12), vec![]),
+        STAT => (vec![], bytes_below(rng, 12), vec![]),
         _ => (vec![], vec![], vec![]),
     };
     let bytes = packet(op, &extras, &key, &value, rng.next(), rng.next() as u32);
@@ -449,7 +430,7 @@ fn check_fields(parsed: &Request<'_>, op: u8, extras: &[u8], key: &[u8], value: 
 
 #[test]
 fn random_valid_requests_parse_back() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = TestRng::new(0x9e37_79b9_7f4a_7c15);
     for _ in 0..5_000 {
         let (bytes, op, extras, key, value) = random_request(&mut rng);
         let parsed = request(&bytes);
@@ -460,7 +441,7 @@ fn random_valid_requests_parse_back() {
 
 #[test]
 fn a_stream_fed_byte_by_byte_parses_like_a_whole_one() {
-    let mut rng = Rng(42);
+    let mut rng = TestRng::new(42);
     let packets: Vec<_> = (0..200).map(|_| random_request(&mut rng)).collect();
     let stream: Vec<u8> = packets.iter().flat_map(|p| p.0.clone()).collect();
     // Grow the visible input one byte at a time, consuming each packet once
@@ -501,9 +482,9 @@ fn a_stream_fed_byte_by_byte_parses_like_a_whole_one() {
 
 #[test]
 fn random_bytes_never_panic_and_never_overrun() {
-    let mut rng = Rng(7);
+    let mut rng = TestRng::new(7);
     for _ in 0..20_000 {
-        let mut bytes = rng.bytes_below(80);
+        let mut bytes = bytes_below(&mut rng, 80);
         if !bytes.is_empty() && rng.below(4) > 0 {
             bytes[0] = REQUEST_MAGIC;
         }

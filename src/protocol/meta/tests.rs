@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::protocol::text::{parse, Command, Parse};
+use crate::test_rng::TestRng;
 
 /// Parses one complete line into its meta request.
 fn request(line: &[u8]) -> Request<'_> {
@@ -369,26 +370,6 @@ fn every_request_cut_at_every_byte_waits_for_its_line() {
     }
 }
 
-/// A small deterministic generator (xorshift64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-}
-
 /// What a random request asked for, to compare with what the parser read.
 #[derive(Default)]
 struct Asked {
@@ -412,7 +393,7 @@ impl Asked {
 /// would and parsed back: every key, flag and number must come back as sent.
 #[test]
 fn random_valid_requests_parse_back() {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = TestRng::new(0x2545_f491_4f6c_dd1d);
     for _ in 0..5000 {
         let key: Vec<u8> = (0..1 + rng.below(40))
             .map(|_| b'!' + rng.below(94) as u8)

@@ -1,7 +1,8 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::store::item::{item_data, ItemMeta};
+use crate::store::item::{compact_arena, item_data, ItemMeta};
+use crate::test_rng::TestRng;
 
 /// A stripe's arena driven by one policy the way a shard drives it, holding at most
 /// `capacity` items of equal size, keyed by numbers.
@@ -123,14 +124,7 @@ impl Cache {
 
     /// Moves every live slot to the front of a new arena, as a shard's compaction does.
     fn compact(&mut self) {
-        let mut new_index = vec![NIL; self.slots.len()];
-        let mut compacted = Vec::new();
-        for (old, slot) in self.slots.iter_mut().enumerate() {
-            if slot.is_live() {
-                new_index[old] = compacted.len() as SlotIndex;
-                compacted.push(std::mem::replace(slot, Slot::free(NIL)));
-            }
-        }
+        let (mut compacted, new_index) = compact_arena(&mut self.slots, self.index.len());
         self.policy.remap(&mut compacted, &new_index);
         for index in self.index.values_mut() {
             *index = new_index[*index as usize];
@@ -378,22 +372,10 @@ fn hybrid_main_queue_gives_used_items_another_lap() {
     );
 }
 
-/// A small xorshift generator for skewed test traffic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A key from `0..keys`, small keys much more likely (density falling as 1/√k).
-    fn skewed(&mut self, keys: u64) -> u64 {
-        let unit = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((unit * unit) * keys as f64) as u64
-    }
+/// A key from `0..keys`, small keys much more likely (density falling as 1/√k).
+fn skewed(rng: &mut TestRng, keys: u64) -> u64 {
+    let unit = rng.unit();
+    ((unit * unit) * keys as f64) as u64
 }
 
 fn misses(strategy: EvictionStrategy, capacity: usize, trace: &[u64]) -> usize {
@@ -403,11 +385,11 @@ fn misses(strategy: EvictionStrategy, capacity: usize, trace: &[u64]) -> usize {
 
 #[test]
 fn hybrid_misses_less_than_lru_when_skewed_traffic_meets_scans() {
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = TestRng::new(0x1234_5678_9ABC_DEF1);
     let mut trace = Vec::new();
     let mut next_scan_key = 1 << 40;
     for round in 0..200 {
-        trace.extend((0..500).map(|_| rng.skewed(5_000)));
+        trace.extend((0..500).map(|_| skewed(&mut rng, 5_000)));
         if round % 4 == 0 {
             trace.extend(next_scan_key..next_scan_key + 400);
             next_scan_key += 400;

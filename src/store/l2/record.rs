@@ -217,6 +217,7 @@ pub fn disk_charge(key_len: usize, record_len: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::TestRng;
 
     fn header() -> ItemHeader {
         ItemHeader {
@@ -253,16 +254,8 @@ mod tests {
 
     #[test]
     fn incompressible_value_is_stored_raw() {
-        // A xorshift stream: LZ4 finds nothing to repeat.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let value: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        // Random bytes: LZ4 finds nothing to repeat.
+        let value = TestRng::new(0x9e37_79b9_7f4a_7c15).bytes(4096);
         let record = encode(&header(), &value, Some(0));
         assert_eq!(record[1], RAW);
         assert_eq!(record.len(), HEADER_LEN + value.len());
