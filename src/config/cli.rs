@@ -24,9 +24,9 @@ use super::file;
 use super::units::{self, HostPort};
 use super::{
     default_threads, CliAction, ConfigError, EvictionStrategy, ProtocolMode,
-    DEFAULT_L2_COMPRESSION_THRESHOLD, DEFAULT_L2_FLUSH_INTERVAL_MS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_DISK_SIZE_MB, DEFAULT_MEMORY_MB, DEFAULT_PORT, DEFAULT_REQS_PER_EVENT,
-    MAX_L2_FLUSH_INTERVAL_MS,
+    DEFAULT_L2_COMPRESSION_THRESHOLD, DEFAULT_L2_FLUSH_INTERVAL_MS, DEFAULT_LISTEN_BACKLOG,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_DISK_SIZE_MB, DEFAULT_MEMORY_MB, DEFAULT_PORT,
+    DEFAULT_REQS_PER_EVENT, MAX_L2_FLUSH_INTERVAL_MS,
 };
 
 /// The environment variable naming SASL's password file, as for memcached's
@@ -545,7 +545,11 @@ fn apply(
             parse_count(key, last, "Chunk size must be greater than 0")?;
             builder.notice(no_effect(flag, Some(last)));
         }
-        Opt::ListenBacklog | Opt::NapiIds => {
+        Opt::ListenBacklog => {
+            let backlog = parse_count(key, last, "expected a number greater than 0")?;
+            settings.listen_backlog = u32::try_from(backlog).unwrap_or(u32::MAX);
+        }
+        Opt::NapiIds => {
             parse_count(key, last, "expected a number greater than 0")?;
             builder.notice(no_effect(flag, Some(last)));
         }
@@ -658,6 +662,8 @@ Listening:
   -a, --unix-mask=<mask>        permission bits of the unix socket, in octal
                                 (default: 700)
   -c, --conn-limit=<num>        max simultaneous connections (default: {conns})
+  -b, --listen-backlog=<num>    connections waiting to be accepted, per listener; the
+                                kernel caps it at net.core.somaxconn (default: {backlog})
   -B, --protocol=<name>         auto, ascii or binary (default: auto, per connection)
 
 Memory:
@@ -716,7 +722,7 @@ Process:
   -i, --license                 print the license notice and exit
 
 Accepted for compatibility with memcached 1.6, without effect (a notice is logged):
-  -f, -n, -D, -b, -e, -N, -k, -r, -L, -X, -W, and -o sub-options (checked against
+  -f, -n, -D, -e, -N, -k, -r, -L, -X, -W, and -o sub-options (checked against
   memcached's list)
 Refused until implemented, since ignoring it would change how the cache can be
 reached: -Z (TLS)
@@ -741,6 +747,7 @@ Commented examples: etc/rat_memcached.toml and the presets next to it in etc/.
         memory = DEFAULT_MEMORY_MB,
         conns = DEFAULT_MAX_CONNECTIONS,
         reqs = DEFAULT_REQS_PER_EVENT,
+        backlog = DEFAULT_LISTEN_BACKLOG,
         threads = default_threads(),
         disk = DEFAULT_MAX_DISK_SIZE_MB,
         flush = DEFAULT_L2_FLUSH_INTERVAL_MS,
@@ -1365,7 +1372,7 @@ mod tests {
             "-D",
             ":",
             "-b",
-            "1024",
+            "2048",
             "-e",
             "/dev/shm/mc",
             "-N",
@@ -1376,6 +1383,7 @@ mod tests {
             "-X",
             "-W",
         ]);
+        assert_eq!(settings.listen_backlog, 2048);
         assert_eq!(
             settings.notices,
             [
@@ -1385,7 +1393,6 @@ mod tests {
                 "flag -n 48 (--slab-min-size) has no effect in rat_memcached",
                 "flag -L (--enable-largepages) has no effect in rat_memcached",
                 "flag -D : has no effect in rat_memcached",
-                "flag -b 1024 (--listen-backlog) has no effect in rat_memcached",
                 "flag -X (--disable-dumping) has no effect in rat_memcached",
                 "flag -W (--disable-watch) has no effect in rat_memcached",
                 "flag -e /dev/shm/mc (--memory-file) has no effect in rat_memcached",
@@ -1393,10 +1400,11 @@ mod tests {
             ]
             .map(String::from)
         );
-        // Apart from the notices, nothing changed.
+        // Apart from the notices and the backlog, nothing changed.
         assert_eq!(
             Settings {
                 notices: Vec::new(),
+                listen_backlog: DEFAULT_LISTEN_BACKLOG,
                 ..settings
             },
             Settings::default()

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Requests served per connection before yielding to others (memcached's `-R 20`).
 pub const DEFAULT_REQS_PER_EVENT: usize = 20;
+/// memcached's default listen backlog (`-b`).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
 /// Worker threads when the number of CPU cores cannot be determined (memcached's default).
 pub const FALLBACK_THREADS: usize = 4;
 /// Permission bits of a unix socket's file when `-a` does not set them (memcached's 0700).
@@ -172,6 +174,8 @@ pub struct Settings {
     pub sasl_password_file: Option<PathBuf>,
     /// Requests served per connection before moving to the next one (`-R`).
     pub reqs_per_event: usize,
+    /// Connections waiting to be accepted per listener (`-b`).
+    pub listen_backlog: u32,
     /// User to switch to after binding, when started as root (`-u`).
     pub run_as_user: Option<String>,
     /// Whether to detach from the terminal (`-d`, `--daemon`).
@@ -217,6 +221,7 @@ impl Default for Settings {
             sasl_enabled: false,
             sasl_password_file: None,
             reqs_per_event: DEFAULT_REQS_PER_EVENT,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
             run_as_user: None,
             daemonize: false,
             pid_file: None,

@@ -136,6 +136,9 @@ pub struct ReactorConfig {
     pub max_connections: usize,
     /// Requests served on one connection before the others get a turn.
     pub requests_per_turn: usize,
+    /// Connections each listener lets wait to be accepted (memcached's `-b`; Unix only,
+    /// elsewhere the standard library's 128).
+    pub listen_backlog: u32,
 }
 
 /// Where the reactor listens.
@@ -242,6 +245,10 @@ impl Reactor {
             }
             None => None,
         };
+        #[cfg(unix)]
+        for listener in &listeners {
+            listener.set_backlog(config.listen_backlog)?;
+        }
         let started = Self::spawn(listeners, &udp_sockets, config, factory, stats, registry);
         match started {
             Ok((shutdown, threads)) => Ok(Reactor {

@@ -121,6 +121,26 @@ impl Listener {
         }
     }
 
+    /// Lets up to `backlog` connections wait to be accepted (the kernel caps it at
+    /// `net.core.somaxconn`). The sockets are bound with the standard library's 128,
+    /// which a burst of thousands of connects overflows; calling `listen` again on a
+    /// listening socket changes its backlog.
+    #[cfg(unix)]
+    pub fn set_backlog(&self, backlog: u32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Listener::Tcp(listener) => listener.as_raw_fd(),
+            Listener::Unix { listener, .. } => listener.as_raw_fd(),
+        };
+        let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+        // SAFETY: listen on a socket this listener owns and keeps open.
+        if unsafe { libc::listen(fd, backlog) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Where the listener listens.
     pub fn local(&self) -> io::Result<Endpoint> {
         match self {
@@ -264,5 +284,31 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
             e.kind(),
             format!("cannot check whether {shown} is in use: {e}"),
         )),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+    use std::time::Duration;
+
+    #[test]
+    fn a_raised_backlog_holds_a_burst_of_connects_nobody_accepts_yet() {
+        let listener = Listener::Tcp(TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap());
+        listener.set_backlog(1024).unwrap();
+        let Ok(Endpoint::Inet(addr)) = listener.local() else {
+            panic!("a TCP listener has an address");
+        };
+        // With the standard library's 128 the kernel would drop the SYNs beyond it and
+        // these connects would time out.
+        let burst = 600;
+        let clients: Vec<StdStream> = (0..burst)
+            .map(|i| {
+                StdStream::connect_timeout(&addr, Duration::from_secs(2))
+                    .unwrap_or_else(|e| panic!("connect {i} of {burst}: {e}"))
+            })
+            .collect();
+        assert_eq!(clients.len(), burst);
     }
 }

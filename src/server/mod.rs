@@ -180,6 +180,7 @@ impl Server {
             threads,
             max_connections: ctx.settings.max_connections,
             requests_per_turn: ctx.settings.reqs_per_event,
+            listen_backlog: ctx.settings.listen_backlog,
         };
         let reactor = Reactor::start(
             &endpoints(&ctx.settings),

@@ -236,7 +236,7 @@ fn settings(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "num_threads", s.threads);
     stat(out, "reqs_per_event", s.reqs_per_event);
     stat(out, "cas_enabled", yes_no(s.cas_enabled));
-    stat(out, "tcp_backlog", 1024);
+    stat(out, "tcp_backlog", s.listen_backlog);
     stat(out, "binding_protocol", s.protocol.stats_name());
     stat(
         out,
