@@ -337,6 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn past_the_mapping_limit_large_blocks_come_from_mimalloc_and_go_back_there() {
+        let allocator = ServerAllocator::new();
+        allocator.configure();
+        allocator.max_mappings.store(1, Relaxed);
+        let layout = Layout::from_size_align((STASH_MAX_PAGES + 1) * MAPPED_PAGE, 8).unwrap();
+        // SAFETY: non-zero layouts, written within their sizes, each freed once with the
+        // layout it was allocated with.
+        unsafe {
+            let mapped = allocator.alloc(layout);
+            let fallback = allocator.alloc(layout);
+            assert!(!mi_is_in_heap_region(mapped.cast()));
+            assert!(mi_is_in_heap_region(fallback.cast()));
+            fallback.write_bytes(0xEF, layout.size());
+            assert_eq!(allocator.mappings.load(Relaxed), 1);
+            allocator.dealloc(fallback, layout);
+            assert_eq!(
+                allocator.mappings.load(Relaxed),
+                1,
+                "mimalloc's block is not unmapped"
+            );
+            allocator.dealloc(mapped, layout);
+            assert_eq!(allocator.mappings.load(Relaxed), 0);
+        }
+    }
+
+    #[test]
     fn mapped_blocks_come_zeroed() {
         let allocator = ServerAllocator::new();
         allocator.configure();

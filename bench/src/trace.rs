@@ -38,6 +38,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 
+use rat_memcache::ascii::{format_u64, MAX_DIGITS};
+
 use crate::rng::Rng;
 use crate::workload::{Distribution, KeyChooser};
 
@@ -172,25 +174,12 @@ impl TraceBuilder {
 
     /// Appends a request for the key whose decimal digits are `id`.
     pub fn push_id(&mut self, id: u64, size: u32) -> Result<(), TraceError> {
-        let mut digits = [0u8; 20];
-        self.push_key(decimal(id, &mut digits), size)
+        let mut digits = [0u8; MAX_DIGITS];
+        self.push_key(format_u64(id, &mut digits), size)
     }
 
     pub fn finish(self) -> Trace {
         self.trace
-    }
-}
-
-/// `id`'s decimal digits, written into the end of `buffer` (20 bytes hold any `u64`).
-fn decimal(mut id: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (id % 10) as u8;
-        id /= 10;
-        if id == 0 {
-            return &buffer[start..];
-        }
     }
 }
 

@@ -86,15 +86,11 @@ impl Cache {
         let victim = self.policy.victim(&mut self.slots).expect("a victim");
         let key = self.key_at(victim);
         self.policy.on_evict(&self.slots, victim, key_hash(key));
-        self.forget(key);
+        self.remove(key);
         key
     }
 
     fn remove(&mut self, key: u64) {
-        self.forget(key);
-    }
-
-    fn forget(&mut self, key: u64) {
         let index = self.index.remove(&key).expect("a cached key");
         self.policy.on_remove(&mut self.slots, index);
         drop(self.slots[index as usize].release(NIL));
