@@ -1,0 +1,658 @@
+//! Idle connections: how many a server keeps open, held still long enough to measure what
+//! each one costs it.
+//!
+//! A cache server with tens of thousands of clients spends memory on every connection
+//! whether it is busy or not: buffers, a slot in its tables, kernel socket state. This mode
+//! measures the part the server controls from the outside. It opens the connections, holds
+//! them without sending a byte while a script reads the server's resident memory, and
+//! finally checks that the server still serves every one of them. The memory sampled
+//! before and while holding, divided by the connections kept, is the cost per idle
+//! connection.
+//!
+//! # Opening many connections quickly
+//!
+//! All connections live on one thread and one `mio` poll. Connects are non-blocking and a
+//! fixed window of them ([`CONNECT_WINDOW`]) is in progress at a time: firing tens of
+//! thousands at once would overflow the server's listen queue, and on Linux a connection
+//! the full queue drops waits a whole second for its SYN to be sent again. A connect the
+//! server turns away (`ECONNREFUSED`, also what a server not yet listening answers) or the
+//! kernel cannot start for now (`EAGAIN`, no free local port) is retried after a short pause
+//! until `timeout` has passed since its first attempt.
+//!
+//! One source address has only as many ports as the ephemeral port range (28,232 on a
+//! default Linux), and every connection to one server needs its own. Towards a loopback
+//! server the connections are therefore spread over several source addresses, 127.0.0.1,
+//! 127.0.0.2, ..., [`CONNS_PER_SOURCE`] to each; any 127.x.y.z address is the local host on
+//! Linux.
+//!
+//! # Checking the connections
+//!
+//! Holding a connection is not the same as the server keeping it: a server over its
+//! connection limit may accept and close at once, after a last `ERROR Too many open
+//! connections` line, as memcached does; or it may close idle connections later. So after
+//! the hold every connection sends `version` and must read back one `VERSION ...` line.
+//! Anything else, an `ERROR` line, end of stream, a reset, counts as *refused*; no answer
+//! within `timeout` counts as *timed out*. The checks, too, go out in a sliding window
+//! ([`CHECK_WINDOW`]) rather than all at once, so the server answers a steady stream of
+//! requests instead of one burst the size of the whole run.
+//!
+//! A connection the server closed may have said so during the connects; its readiness
+//! event was taken then. Each check therefore reads right after writing, and only then
+//! waits for readiness, so a reply or an end of stream that arrived long ago is not missed.
+
+use crate::report::{json_object, Value};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+use socket2::{Domain, Socket, Type};
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Connects in progress at once.
+pub const CONNECT_WINDOW: usize = 256;
+/// Connections waiting for their `VERSION` line at once.
+pub const CHECK_WINDOW: usize = 1024;
+/// Connections to one server from one loopback source address: well below the smallest
+/// usual ephemeral port range (16,384 ports on macOS and the BSDs), so that picking a free
+/// port never turns into a long search.
+pub const CONNS_PER_SOURCE: usize = 12_000;
+/// Pause before a turned-away connect is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Longest wait in the poll, so that timeouts are noticed when nothing else happens.
+const TICK: Duration = Duration::from_millis(50);
+/// The check request; every memcached-compatible server answers it with one line.
+const VERSION_REQUEST: &[u8] = b"version\r\n";
+/// The part of a reply line that is kept for classifying it.
+const LINE_MAX: usize = 64;
+
+/// What the connections are opened to, and how long to wait for each.
+#[derive(Clone, Debug)]
+pub struct IdleConfig {
+    pub server: SocketAddr,
+    pub conns: usize,
+    /// Longest wait for one connect (counting its retries) and for one check reply.
+    pub timeout: Duration,
+}
+
+/// How the server dealt with the connections.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IdleReport {
+    pub server: String,
+    pub requested: usize,
+    /// Connects that completed.
+    pub opened: usize,
+    /// Opened connections that answered the check with a `VERSION` line.
+    pub kept: usize,
+    /// Connections the server turned away: connect refused until the timeout, or closed,
+    /// reset or answered with anything but `VERSION` by the time of the check.
+    pub refused: usize,
+    /// Connects that never completed, and checks that got no answer, within the timeout.
+    pub timed_out: usize,
+    pub connect_secs: f64,
+    pub hold_secs: f64,
+    pub check_secs: f64,
+    /// The first reply line that was not a `VERSION` line, to show why connections were
+    /// refused.
+    pub first_refusal: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Not connecting now: not yet started, or waiting to retry.
+    Waiting,
+    Connecting,
+    Open,
+    /// `version` sent (or partly), reply not yet complete.
+    Checking,
+    Kept,
+    Refused,
+    TimedOut,
+}
+
+struct Connection {
+    stream: Option<TcpStream>,
+    state: State,
+    /// When the first connect was tried, then when the check was sent.
+    since: Option<Instant>,
+    /// Bytes of the check request written so far.
+    sent: usize,
+    /// The reply line read so far; empty (and unallocated) for all but a split reply.
+    line: Vec<u8>,
+}
+
+/// Connections after the connect phase, held open until this value is dropped.
+pub struct OpenConnections {
+    config: IdleConfig,
+    poll: Poll,
+    connections: Vec<Connection>,
+    report: IdleReport,
+}
+
+/// Opens `config.conns` connections and returns them once every connect has completed,
+/// been refused or timed out. Fails only on errors that are not the server's doing (no
+/// descriptors, no poll, an unreachable network).
+pub fn open(config: &IdleConfig) -> Result<OpenConnections, String> {
+    let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+    let connections = (0..config.conns)
+        .map(|_| Connection {
+            stream: None,
+            state: State::Waiting,
+            since: None,
+            sent: 0,
+            line: Vec::new(),
+        })
+        .collect();
+    let mut open = OpenConnections {
+        config: config.clone(),
+        poll,
+        connections,
+        report: IdleReport {
+            server: config.server.to_string(),
+            requested: config.conns,
+            ..IdleReport::default()
+        },
+    };
+    let start = Instant::now();
+    open.connect_all()?;
+    open.report.connect_secs = start.elapsed().as_secs_f64();
+    Ok(open)
+}
+
+/// The source address of connection `index` to `server`: the system's choice, except for
+/// a loopback IPv4 server once the first address has its share of connections.
+fn source_address(server: SocketAddr, index: usize) -> Option<IpAddr> {
+    let block = index / CONNS_PER_SOURCE;
+    match server.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() && block > 0 => {
+            let host = u32::try_from(block + 1).ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(
+                0x7f00_0000 | (host & 0x00ff_ffff),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Errors after which a connect is worth trying again.
+fn retriable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::WouldBlock
+            | ErrorKind::AddrNotAvailable
+            | ErrorKind::AddrInUse
+            | ErrorKind::TimedOut
+    )
+}
+
+/// True for the error a non-blocking connect returns while the handshake goes on.
+fn in_progress(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::EINPROGRESS) {
+        return true;
+    }
+    error.kind() == ErrorKind::WouldBlock
+}
+
+/// Starts a non-blocking connect and registers the socket. The outer error is this side's
+/// (no descriptor left, no registration), the inner one the connect's own.
+fn start_connect(
+    registry: &Registry,
+    server: SocketAddr,
+    index: usize,
+) -> io::Result<Result<TcpStream, io::Error>> {
+    let socket = Socket::new(Domain::for_address(server), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    if let Some(source) = source_address(server, index) {
+        if let Err(e) = socket.bind(&SocketAddr::new(source, 0).into()) {
+            return Ok(Err(e));
+        }
+    }
+    match socket.connect(&server.into()) {
+        Ok(()) => {}
+        Err(e) if in_progress(&e) => {}
+        Err(e) => return Ok(Err(e)),
+    }
+    let mut stream = TcpStream::from_std(socket.into());
+    registry.register(
+        &mut stream,
+        Token(index),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    Ok(Ok(stream))
+}
+
+fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<(), String> {
+    match poll.poll(events, Some(timeout)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(format!("poll: {e}")),
+    }
+}
+
+impl OpenConnections {
+    /// Connections currently open (as far as this side knows: the server may have closed
+    /// some already, which only the check finds out).
+    pub fn opened(&self) -> usize {
+        self.report.opened
+    }
+
+    fn connect_all(&mut self) -> Result<(), String> {
+        let total = self.connections.len();
+        let mut events = Events::with_capacity(1024);
+        let mut retries: VecDeque<(Instant, usize)> = VecDeque::new();
+        let mut in_progress: Vec<usize> = Vec::with_capacity(CONNECT_WINDOW);
+        let mut next = 0;
+        let mut resolved = 0;
+        while resolved < total {
+            let now = Instant::now();
+            while in_progress.len() < CONNECT_WINDOW {
+                let index = match retries.front() {
+                    Some(&(due, index)) if due <= now => {
+                        retries.pop_front();
+                        index
+                    }
+                    _ if next < total => {
+                        next += 1;
+                        next - 1
+                    }
+                    _ => break,
+                };
+                let connection = &mut self.connections[index];
+                connection.since.get_or_insert(now);
+                let started = start_connect(self.poll.registry(), self.config.server, index)
+                    .map_err(|e| format!("connection {index}: socket: {e}"))?;
+                match started {
+                    Ok(stream) => {
+                        connection.stream = Some(stream);
+                        connection.state = State::Connecting;
+                        in_progress.push(index);
+                    }
+                    Err(error) => {
+                        resolved += self.connect_failed(index, &error, now, &mut retries)?;
+                    }
+                }
+            }
+            let wait = retries
+                .front()
+                .map_or(TICK, |&(due, _)| due.saturating_duration_since(now))
+                .min(TICK);
+            poll_once(&mut self.poll, &mut events, wait)?;
+            let now = Instant::now();
+            for event in events.iter() {
+                let index = event.token().0;
+                if self.connections[index].state != State::Connecting {
+                    continue;
+                }
+                let stream = self.connections[index]
+                    .stream
+                    .as_ref()
+                    .expect("a connecting connection has a socket");
+                let outcome = match stream.take_error() {
+                    Ok(Some(error)) | Err(error) => Err(error),
+                    Ok(None) => match stream.peer_addr() {
+                        Ok(_) => Ok(true),
+                        Err(error) if error.kind() == ErrorKind::NotConnected => Ok(false),
+                        Err(error) => Err(error),
+                    },
+                };
+                match outcome {
+                    Ok(true) => {
+                        self.connections[index].state = State::Open;
+                        self.report.opened += 1;
+                        resolved += 1;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        self.close(index);
+                        resolved += self.connect_failed(index, &error, now, &mut retries)?;
+                    }
+                }
+            }
+            let timeout = self.config.timeout;
+            let mut expired = Vec::new();
+            in_progress.retain(|&index| {
+                let connection = &self.connections[index];
+                if connection.state != State::Connecting {
+                    return false;
+                }
+                let since = connection.since.expect("a connect has a start");
+                if now.duration_since(since) < timeout {
+                    return true;
+                }
+                expired.push(index);
+                false
+            });
+            for index in expired {
+                self.close(index);
+                self.connections[index].state = State::TimedOut;
+                self.report.timed_out += 1;
+                resolved += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deals with a connect that failed: schedules a retry, or settles the connection as
+    /// refused or timed out. Returns how many connections that settled (0 or 1).
+    fn connect_failed(
+        &mut self,
+        index: usize,
+        error: &io::Error,
+        now: Instant,
+        retries: &mut VecDeque<(Instant, usize)>,
+    ) -> Result<usize, String> {
+        if !retriable(error) {
+            return Err(format!(
+                "connection {index}: connect to {}: {error}",
+                self.config.server
+            ));
+        }
+        let connection = &mut self.connections[index];
+        connection.stream = None;
+        let since = connection.since.expect("a connect has a start");
+        if now.duration_since(since) + RETRY_PAUSE < self.config.timeout {
+            connection.state = State::Waiting;
+            retries.push_back((now + RETRY_PAUSE, index));
+            return Ok(0);
+        }
+        if matches!(
+            error.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
+        ) {
+            connection.state = State::Refused;
+            self.report.refused += 1;
+        } else {
+            connection.state = State::TimedOut;
+            self.report.timed_out += 1;
+        }
+        Ok(1)
+    }
+
+    /// Closes connection `index`'s socket, if it has one.
+    fn close(&mut self, index: usize) {
+        if let Some(mut stream) = self.connections[index].stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+    }
+
+    /// Sends `version` on every open connection and reads the answers; returns the report,
+    /// `hold` being how long the connections were held before. The connections stay
+    /// open until the check is over, so that the last ones checked see the same server as
+    /// the first.
+    pub fn check(mut self, hold: Duration) -> Result<IdleReport, String> {
+        self.report.hold_secs = hold.as_secs_f64();
+        let start = Instant::now();
+        let mut events = Events::with_capacity(1024);
+        let mut checking: Vec<usize> = Vec::with_capacity(CHECK_WINDOW);
+        let mut next = 0;
+        let mut unsettled = self.report.opened;
+        while unsettled > 0 {
+            let now = Instant::now();
+            while checking.len() < CHECK_WINDOW && next < self.connections.len() {
+                let index = next;
+                next += 1;
+                if self.connections[index].state != State::Open {
+                    continue;
+                }
+                self.connections[index].state = State::Checking;
+                self.connections[index].since = Some(now);
+                checking.push(index);
+                self.advance_check(index);
+            }
+            poll_once(&mut self.poll, &mut events, TICK)?;
+            for event in events.iter() {
+                let index = event.token().0;
+                if self.connections[index].state == State::Checking {
+                    self.advance_check(index);
+                }
+            }
+            let now = Instant::now();
+            let timeout = self.config.timeout;
+            let report = &mut self.report;
+            checking.retain(|&index| {
+                let connection = &mut self.connections[index];
+                match connection.state {
+                    State::Checking => {
+                        let since = connection.since.expect("a check has a start");
+                        if now.duration_since(since) < timeout {
+                            return true;
+                        }
+                        connection.state = State::TimedOut;
+                        report.timed_out += 1;
+                    }
+                    State::Kept => report.kept += 1,
+                    _ => report.refused += 1,
+                }
+                unsettled -= 1;
+                false
+            });
+        }
+        self.report.check_secs = start.elapsed().as_secs_f64();
+        Ok(self.report)
+    }
+
+    /// Writes what is left of the check request, then reads what has arrived, and settles
+    /// the connection as kept or refused once a whole line is in (or the stream ended).
+    fn advance_check(&mut self, index: usize) {
+        let connection = &mut self.connections[index];
+        let stream = connection
+            .stream
+            .as_mut()
+            .expect("an open connection has a socket");
+        while connection.sent < VERSION_REQUEST.len() {
+            match stream.write(&VERSION_REQUEST[connection.sent..]) {
+                Ok(0) => break,
+                Ok(n) => connection.sent += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A reply or an end of stream may still be waiting to be read.
+                Err(_) => break,
+            }
+        }
+        let mut buffer = [0u8; 256];
+        let outcome = loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break Some(None),
+                Ok(n) => {
+                    let received = &buffer[..n];
+                    let end = received.iter().position(|&b| b == b'\n');
+                    let wanted = end.map_or(n, |end| end + 1);
+                    let room = LINE_MAX.saturating_sub(connection.line.len());
+                    connection
+                        .line
+                        .extend_from_slice(&received[..wanted.min(room)]);
+                    if end.is_some() || connection.line.len() >= LINE_MAX {
+                        break Some(Some(std::mem::take(&mut connection.line)));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break None,
+                Err(_) => break Some(None),
+            }
+        };
+        match outcome {
+            None => {}
+            Some(Some(line)) if line.starts_with(b"VERSION ") => connection.state = State::Kept,
+            Some(line) => {
+                connection.state = State::Refused;
+                if self.report.first_refusal.is_none() {
+                    self.report.first_refusal = Some(match line {
+                        Some(line) => String::from_utf8_lossy(&line).trim_end().to_string(),
+                        None => "connection closed".to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl IdleReport {
+    /// The one-line terminal rendering.
+    pub fn human(&self) -> String {
+        let mut text = format!(
+            "idle connections: opened {} of {}, kept {}, refused {}, connect time {:.2} s, \
+             check time {:.2} s",
+            self.opened,
+            self.requested,
+            self.kept,
+            self.refused,
+            self.connect_secs,
+            self.check_secs
+        );
+        if self.timed_out > 0 {
+            text.push_str(&format!(", timed out {}", self.timed_out));
+        }
+        text
+    }
+
+    /// One flat JSON object.
+    pub fn json(&self) -> String {
+        let count = |n: usize| Value::Integer(n as u64);
+        json_object(&[
+            ("mode", Value::Text("idle".to_string())),
+            ("server", Value::Text(self.server.clone())),
+            ("requested", count(self.requested)),
+            ("opened", count(self.opened)),
+            ("kept", count(self.kept)),
+            ("refused", count(self.refused)),
+            ("timed_out", count(self.timed_out)),
+            ("connect_secs", Value::Real(Some(self.connect_secs))),
+            ("hold_secs", Value::Real(Some(self.hold_secs))),
+            ("check_secs", Value::Real(Some(self.check_secs))),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn loopback_connections_spread_over_source_addresses() {
+        let loopback: SocketAddr = "127.0.0.1:11211".parse().unwrap();
+        assert_eq!(source_address(loopback, 0), None);
+        assert_eq!(source_address(loopback, CONNS_PER_SOURCE - 1), None);
+        assert_eq!(
+            source_address(loopback, CONNS_PER_SOURCE),
+            Some("127.0.0.2".parse().unwrap())
+        );
+        assert_eq!(
+            source_address(loopback, 4 * CONNS_PER_SOURCE + 5),
+            Some("127.0.0.5".parse().unwrap())
+        );
+        let remote: SocketAddr = "192.0.2.1:11211".parse().unwrap();
+        assert_eq!(source_address(remote, 4 * CONNS_PER_SOURCE), None);
+    }
+
+    /// A listener that answers the check on its first `answer` connections with a
+    /// `VERSION` line and on the others with memcached's refusal, then closes them.
+    fn scripted_server(answer: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for (number, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                if number < answer {
+                    held.push(std::thread::spawn(move || {
+                        let mut request = [0u8; 16];
+                        let mut read = 0;
+                        while !request[..read].ends_with(b"\r\n") {
+                            match stream.read(&mut request[read..]) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => read += n,
+                            }
+                        }
+                        // Split, to exercise a reply line that arrives in two reads.
+                        let _ = stream.write_all(b"VERS");
+                        std::thread::sleep(Duration::from_millis(20));
+                        let _ = stream.write_all(b"ION 1.0\r\n");
+                        std::thread::sleep(Duration::from_secs(5));
+                    }));
+                } else {
+                    let _ = stream.write_all(b"ERROR Too many open connections\r\n");
+                }
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn connections_are_opened_held_and_checked() {
+        let server = scripted_server(7);
+        let config = IdleConfig {
+            server,
+            conns: 10,
+            timeout: Duration::from_secs(5),
+        };
+        let open = open(&config).expect("connects");
+        assert_eq!(open.opened(), 10);
+        let report = open.check(Duration::ZERO).expect("check");
+        assert_eq!(
+            (report.opened, report.kept, report.refused, report.timed_out),
+            (10, 7, 3, 0),
+            "{report:?}"
+        );
+        assert_eq!(
+            report.first_refusal.as_deref(),
+            Some("ERROR Too many open connections")
+        );
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_refuses_every_connect_until_the_timeout() {
+        let server = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        let config = IdleConfig {
+            server,
+            conns: 3,
+            timeout: Duration::from_millis(300),
+        };
+        let start = Instant::now();
+        let report = open(&config)
+            .expect("connects")
+            .check(Duration::ZERO)
+            .expect("check");
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        assert_eq!(
+            (report.opened, report.kept, report.refused, report.timed_out),
+            (0, 0, 3, 0)
+        );
+    }
+
+    #[test]
+    fn the_reports_carry_every_figure() {
+        let report = IdleReport {
+            server: "127.0.0.1:1".to_string(),
+            requested: 300,
+            opened: 300,
+            kept: 100,
+            refused: 200,
+            timed_out: 0,
+            connect_secs: 0.25,
+            hold_secs: 1.0,
+            check_secs: 0.125,
+            first_refusal: None,
+        };
+        assert_eq!(
+            report.human(),
+            "idle connections: opened 300 of 300, kept 100, refused 200, connect time 0.25 s, \
+             check time 0.12 s"
+        );
+        assert_eq!(
+            report.json(),
+            "{\"mode\": \"idle\", \"server\": \"127.0.0.1:1\", \"requested\": 300, \
+             \"opened\": 300, \"kept\": 100, \"refused\": 200, \"timed_out\": 0, \
+             \"connect_secs\": 0.250, \"hold_secs\": 1.000, \"check_secs\": 0.125}"
+        );
+        let late = IdleReport {
+            timed_out: 2,
+            ..report
+        };
+        assert!(late.human().ends_with(", timed out 2"));
+    }
+}
