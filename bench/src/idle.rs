@@ -49,16 +49,24 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Connects in progress at once.
+/// Most connects in progress at once.
 pub const CONNECT_WINDOW: usize = 256;
+/// Fewest connects in progress at once, however often connects stall.
+const MIN_CONNECT_WINDOW: usize = 8;
+/// A connect still in progress after this long, before any connect has completed, is
+/// abandoned and tried again: the kernel would send its SYN again only after a second.
+const FIRST_STALL: Duration = Duration::from_secs(1);
+/// Shortest time after which a connect counts as stalled, however fast the others were.
+const STALL_FLOOR: Duration = Duration::from_millis(5);
 /// Connections waiting for their `VERSION` line at once.
 pub const CHECK_WINDOW: usize = 1024;
 /// Connections to one server from one loopback source address: well below the smallest
 /// usual ephemeral port range (16,384 ports on macOS and the BSDs), so that picking a free
 /// port never turns into a long search.
 pub const CONNS_PER_SOURCE: usize = 12_000;
-/// Pause before a turned-away connect is tried again.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Pause before a turned-away or stalled connect is tried again, and before any new connect
+/// starts after a stall.
+const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// Longest wait in the poll, so that timeouts are noticed when nothing else happens.
 const TICK: Duration = Duration::from_millis(50);
 /// The check request; every memcached-compatible server answers it with one line.
@@ -113,12 +121,23 @@ enum State {
 struct Connection {
     stream: Option<TcpStream>,
     state: State,
-    /// When the first connect was tried, then when the check was sent.
-    since: Option<Instant>,
+    /// When the first connect was tried.
+    first_try: Option<Instant>,
+    /// When the connect in progress was tried, or the check was sent.
+    waiting_since: Option<Instant>,
     /// Bytes of the check request written so far.
     sent: usize,
     /// The reply line read so far; empty (and unallocated) for all but a split reply.
     line: Vec<u8>,
+}
+
+impl Connection {
+    /// When the connect in progress stalls or, if sooner, runs out of time.
+    fn overdue_at(&self, stall: Duration, timeout: Duration) -> Instant {
+        let this_try = self.waiting_since.expect("a connect has a start");
+        let first_try = self.first_try.expect("a connect has a start");
+        (this_try + stall).min(first_try + timeout)
+    }
 }
 
 /// Connections after the connect phase, held open until this value is dropped.
@@ -138,7 +157,8 @@ pub fn open(config: &IdleConfig) -> Result<OpenConnections, String> {
         .map(|_| Connection {
             stream: None,
             state: State::Waiting,
-            since: None,
+            first_try: None,
+            waiting_since: None,
             sent: 0,
             line: Vec::new(),
         })
@@ -232,6 +252,56 @@ fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<
     }
 }
 
+/// How fast connects start.
+///
+/// A server accepts connections at its own pace, and a client that connects faster fills
+/// the listen queue; the kernel then drops the SYNs that find it full, and a dropped
+/// connect waits a second before its SYN is sent again. The client cannot see the queue,
+/// but it sees the stall: a connect that takes several times longer than connects have
+/// been taking. A stalled connect is abandoned and tried again after a pause in which no
+/// connect starts, so the server can drain its queue, and the window of connects in
+/// progress halves; every completed connect widens it by one again.
+struct Pacing {
+    window: usize,
+    /// No connect starts before this.
+    paused_until: Instant,
+    /// Smoothed time from starting a connect to seeing it complete.
+    smoothed: Option<Duration>,
+}
+
+impl Pacing {
+    fn new(now: Instant) -> Pacing {
+        Pacing {
+            window: CONNECT_WINDOW,
+            paused_until: now,
+            smoothed: None,
+        }
+    }
+
+    fn stall_after(&self) -> Duration {
+        self.smoothed
+            .map_or(FIRST_STALL, |smoothed| (smoothed * 4).max(STALL_FLOOR))
+            .min(FIRST_STALL)
+    }
+
+    fn completed(&mut self, took: Duration) {
+        self.smoothed = Some(match self.smoothed {
+            None => took,
+            Some(smoothed) => (smoothed * 7 + took) / 8,
+        });
+        self.window = (self.window + 1).min(CONNECT_WINDOW);
+    }
+
+    /// Connects stalled. The stalls of one burst show over several polls; only the first
+    /// after a pause narrows the window.
+    fn stalled(&mut self, now: Instant) {
+        if now >= self.paused_until {
+            self.window = (self.window / 2).max(MIN_CONNECT_WINDOW);
+        }
+        self.paused_until = now + RETRY_PAUSE;
+    }
+}
+
 impl OpenConnections {
     /// Connections currently open (as far as this side knows: the server may have closed
     /// some already, which only the check finds out).
@@ -244,11 +314,12 @@ impl OpenConnections {
         let mut events = Events::with_capacity(1024);
         let mut retries: VecDeque<(Instant, usize)> = VecDeque::new();
         let mut in_progress: Vec<usize> = Vec::with_capacity(CONNECT_WINDOW);
+        let mut pacing = Pacing::new(Instant::now());
         let mut next = 0;
         let mut resolved = 0;
         while resolved < total {
             let now = Instant::now();
-            while in_progress.len() < CONNECT_WINDOW {
+            while in_progress.len() < pacing.window && now >= pacing.paused_until {
                 let index = match retries.front() {
                     Some(&(due, index)) if due <= now => {
                         retries.pop_front();
@@ -261,7 +332,8 @@ impl OpenConnections {
                     _ => break,
                 };
                 let connection = &mut self.connections[index];
-                connection.since.get_or_insert(now);
+                connection.first_try.get_or_insert(now);
+                connection.waiting_since = Some(now);
                 let started = start_connect(self.poll.registry(), self.config.server, index)
                     .map_err(|e| format!("connection {index}: socket: {e}"))?;
                 match started {
@@ -275,18 +347,31 @@ impl OpenConnections {
                     }
                 }
             }
-            let wait = retries
-                .front()
-                .map_or(TICK, |&(due, _)| due.saturating_duration_since(now))
-                .min(TICK);
+            // Wake for the next retry, the end of a pause or the next connect to overdue.
+            let (stall, timeout) = (pacing.stall_after(), self.config.timeout);
+            let next_overdue = in_progress
+                .iter()
+                .map(|&index| self.connections[index].overdue_at(stall, timeout))
+                .min();
+            let wait = [
+                retries.front().map(|&(due, _)| due),
+                Some(pacing.paused_until),
+                next_overdue,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|&due| due > now)
+            .map(|due| due - now)
+            .fold(TICK, Duration::min);
             poll_once(&mut self.poll, &mut events, wait)?;
             let now = Instant::now();
             for event in events.iter() {
                 let index = event.token().0;
-                if self.connections[index].state != State::Connecting {
+                let connection = &self.connections[index];
+                if connection.state != State::Connecting {
                     continue;
                 }
-                let stream = self.connections[index]
+                let stream = connection
                     .stream
                     .as_ref()
                     .expect("a connecting connection has a socket");
@@ -300,6 +385,8 @@ impl OpenConnections {
                 };
                 match outcome {
                     Ok(true) => {
+                        let began = connection.waiting_since.expect("a connect has a start");
+                        pacing.completed(now.duration_since(began));
                         self.connections[index].state = State::Open;
                         self.report.opened += 1;
                         resolved += 1;
@@ -311,25 +398,47 @@ impl OpenConnections {
                     }
                 }
             }
-            let timeout = self.config.timeout;
-            let mut expired = Vec::new();
+            // Connects that took too long: past the timeout they are given up, short of it
+            // they count as stalled and are tried again. A completion whose event has not
+            // been seen yet is not mistaken for either.
+            let mut overdue = Vec::new();
             in_progress.retain(|&index| {
                 let connection = &self.connections[index];
                 if connection.state != State::Connecting {
                     return false;
                 }
-                let since = connection.since.expect("a connect has a start");
-                if now.duration_since(since) < timeout {
+                if now < connection.overdue_at(stall, timeout) {
                     return true;
                 }
-                expired.push(index);
+                overdue.push(index);
                 false
             });
-            for index in expired {
-                self.close(index);
-                self.connections[index].state = State::TimedOut;
-                self.report.timed_out += 1;
-                resolved += 1;
+            let mut stalls = false;
+            for index in overdue {
+                let connection = &mut self.connections[index];
+                let connected = connection
+                    .stream
+                    .as_ref()
+                    .is_some_and(|stream| stream.peer_addr().is_ok());
+                let first_try = connection.first_try.expect("a connect has a start");
+                if connected {
+                    connection.state = State::Open;
+                    self.report.opened += 1;
+                    resolved += 1;
+                } else if now.duration_since(first_try) >= timeout {
+                    self.close(index);
+                    self.connections[index].state = State::TimedOut;
+                    self.report.timed_out += 1;
+                    resolved += 1;
+                } else {
+                    if !stalls {
+                        pacing.stalled(now);
+                        stalls = true;
+                    }
+                    self.close(index);
+                    self.connections[index].state = State::Waiting;
+                    retries.push_back((pacing.paused_until, index));
+                }
             }
         }
         Ok(())
@@ -352,8 +461,8 @@ impl OpenConnections {
         }
         let connection = &mut self.connections[index];
         connection.stream = None;
-        let since = connection.since.expect("a connect has a start");
-        if now.duration_since(since) + RETRY_PAUSE < self.config.timeout {
+        let first_try = connection.first_try.expect("a connect has a start");
+        if now.duration_since(first_try) + RETRY_PAUSE < self.config.timeout {
             connection.state = State::Waiting;
             retries.push_back((now + RETRY_PAUSE, index));
             return Ok(0);
@@ -398,7 +507,7 @@ impl OpenConnections {
                     continue;
                 }
                 self.connections[index].state = State::Checking;
-                self.connections[index].since = Some(now);
+                self.connections[index].waiting_since = Some(now);
                 checking.push(index);
                 self.advance_check(index);
             }
@@ -416,7 +525,7 @@ impl OpenConnections {
                 let connection = &mut self.connections[index];
                 match connection.state {
                     State::Checking => {
-                        let since = connection.since.expect("a check has a start");
+                        let since = connection.waiting_since.expect("a check has a start");
                         if now.duration_since(since) < timeout {
                             return true;
                         }
@@ -621,6 +730,68 @@ mod tests {
         assert_eq!(
             (report.opened, report.kept, report.refused, report.timed_out),
             (0, 0, 3, 0)
+        );
+    }
+
+    #[test]
+    fn pacing_narrows_once_per_stall_and_widens_per_completion() {
+        let start = Instant::now();
+        let mut pacing = Pacing::new(start);
+        assert_eq!(pacing.stall_after(), FIRST_STALL);
+        pacing.completed(Duration::from_micros(100));
+        assert_eq!(pacing.stall_after(), STALL_FLOOR);
+        pacing.completed(Duration::from_millis(900));
+        // Smoothed: (100 us * 7 + 900 ms) / 8, four times over, below the first stall.
+        assert_eq!(pacing.stall_after(), Duration::from_micros(450_350));
+        pacing.stalled(start);
+        assert_eq!(pacing.window, CONNECT_WINDOW / 2);
+        assert_eq!(pacing.paused_until, start + RETRY_PAUSE);
+        // More stalls of the same burst, seen during the pause, do not narrow it again.
+        pacing.stalled(start + RETRY_PAUSE / 2);
+        assert_eq!(pacing.window, CONNECT_WINDOW / 2);
+        pacing.stalled(start + RETRY_PAUSE * 2);
+        assert_eq!(pacing.window, CONNECT_WINDOW / 4);
+        pacing.completed(Duration::from_micros(100));
+        assert_eq!(pacing.window, CONNECT_WINDOW / 4 + 1);
+        for _ in 0..20 {
+            pacing.stalled(start + RETRY_PAUSE * 100);
+            pacing.paused_until = start;
+        }
+        assert_eq!(pacing.window, MIN_CONNECT_WINDOW);
+    }
+
+    #[test]
+    fn connects_that_a_full_listen_queue_drops_are_tried_again_at_once() {
+        // A listen queue of one or two that is emptied one connection a millisecond:
+        // most SYNs find it full and are dropped by the kernel.
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).expect("bind");
+        socket.listen(1).expect("listen");
+        let listener: TcpListener = socket.into();
+        let server = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept() {
+                held.push(stream);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let config = IdleConfig {
+            server,
+            conns: 60,
+            timeout: Duration::from_secs(10),
+        };
+        let start = Instant::now();
+        let open = open(&config).expect("connects");
+        assert_eq!(open.opened(), 60);
+        assert_eq!(open.report.timed_out, 0);
+        // Waiting out the kernel's own SYN retransmissions (1 s, then 3 s, ...) would take
+        // seconds; retrying stalled connects takes a fraction of one.
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
         );
     }
 
