@@ -3,7 +3,7 @@
 //!
 //! A cache server with tens of thousands of clients spends memory on every connection
 //! whether it is busy or not: buffers, a slot in its tables, kernel socket state. This mode
-//! measures the part the server controls from the outside. It opens the connections, holds
+//! makes that cost measurable from outside. It opens the connections, holds
 //! them without sending a byte while a script reads the server's resident memory, and
 //! finally checks that the server still serves every one of them. The memory sampled
 //! before and while holding, divided by the connections kept, is the cost per idle
@@ -11,13 +11,16 @@
 //!
 //! # Opening many connections quickly
 //!
-//! All connections live on one thread and one `mio` poll. Connects are non-blocking and a
-//! fixed window of them ([`CONNECT_WINDOW`]) is in progress at a time: firing tens of
-//! thousands at once would overflow the server's listen queue, and on Linux a connection
-//! the full queue drops waits a whole second for its SYN to be sent again. A connect the
-//! server turns away (`ECONNREFUSED`, also what a server not yet listening answers) or the
-//! kernel cannot start for now (`EAGAIN`, no free local port) is retried after a short pause
-//! until `timeout` has passed since its first attempt.
+//! All connections live on one thread and one `mio` poll, and connects are non-blocking.
+//! A server accepts at its own pace, though, and a client that connects faster fills the
+//! server's listen queue; the kernel then drops the SYNs that find it full, and a dropped
+//! connect sits a whole second before its SYN goes out again. So connects are paced
+//! (`Pacing`): a window of at most [`CONNECT_WINDOW`] in progress, and a connect that
+//! takes several times longer than connects have been taking is taken to be dropped,
+//! abandoned and tried again after a short pause in which no connect starts and the server
+//! drains its queue. A connect the server turns away (`ECONNREFUSED`, also what a server not
+//! yet listening answers) or the kernel cannot start for now (`EAGAIN`, no free local port)
+//! is retried the same way, until `timeout` has passed since its first attempt.
 //!
 //! One source address has only as many ports as the ephemeral port range (28,232 on a
 //! default Linux), and every connection to one server needs its own. Towards a loopback
@@ -226,6 +229,7 @@ fn start_connect(
     let socket = Socket::new(Domain::for_address(server), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     if let Some(source) = source_address(server, index) {
+        bind_address_only(&socket)?;
         if let Err(e) = socket.bind(&SocketAddr::new(source, 0).into()) {
             return Ok(Err(e));
         }
@@ -242,6 +246,39 @@ fn start_connect(
         Interest::READABLE | Interest::WRITABLE,
     )?;
     Ok(Ok(stream))
+}
+
+/// Has a later `bind` fix only the source address and leave the port to the connect.
+///
+/// A port chosen by `bind` is one no other socket has, and the kernel keeps it from every
+/// connect, from any address, while the socket lingers in TIME_WAIT after it closes; a
+/// few runs in a row would exhaust the port range. A port chosen by `connect` needs only to
+/// differ within its address pair.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_address_only(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let enable: libc::c_int = 1;
+    // SAFETY: setsockopt reads one int, of the size given, from a live local.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&enable as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere `bind` picks the port; fine for the few connects most runs make.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn bind_address_only(_socket: &Socket) -> io::Result<()> {
+    Ok(())
 }
 
 fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<(), String> {
