@@ -20,7 +20,9 @@
 //! abandoned and tried again after a short pause in which no connect starts and the server
 //! drains its queue. A connect the server turns away (`ECONNREFUSED`, also what a server not
 //! yet listening answers) or the kernel cannot start for now (`EAGAIN`, no free local port)
-//! is retried the same way, until `timeout` has passed since its first attempt.
+//! is retried the same way. The connects give up when none has completed for `timeout`: a
+//! limit per connection would, with only a window of them in progress at once, let a
+//! server that accepts no more keep the client waiting for the timeout many times over.
 //!
 //! One source address has only as many ports as the ephemeral port range (28,232 on a
 //! default Linux), and every connection to one server needs its own. Towards a loopback
@@ -34,8 +36,9 @@
 //! connection limit may accept and close at once, after a last `ERROR Too many open
 //! connections` line, as memcached does; or it may close idle connections later. So after
 //! the hold every connection sends `version` and must read back one `VERSION ...` line.
-//! Anything else, an `ERROR` line, end of stream, a reset, counts as *refused*; no answer
-//! within `timeout` counts as *timed out*. The checks, too, go out in a sliding window
+//! Anything else, an `ERROR` line, end of stream, a reset, counts as *refused*. When no
+//! answer at all has come for `timeout`, the connections still waiting count as *timed
+//! out*. The checks, too, go out in a sliding window
 //! ([`CHECK_WINDOW`]) rather than all at once, so the server answers a steady stream of
 //! requests instead of one burst the size of the whole run.
 //!
@@ -82,7 +85,8 @@ const LINE_MAX: usize = 64;
 pub struct IdleConfig {
     pub server: SocketAddr,
     pub conns: usize,
-    /// Longest wait for one connect (counting its retries) and for one check reply.
+    /// How long the connects may go without one completing, and the check without one
+    /// reply, before the rest are given up.
     pub timeout: Duration,
 }
 
@@ -95,10 +99,11 @@ pub struct IdleReport {
     pub opened: usize,
     /// Opened connections that answered the check with a `VERSION` line.
     pub kept: usize,
-    /// Connections the server turned away: connect refused until the timeout, or closed,
-    /// reset or answered with anything but `VERSION` by the time of the check.
+    /// Connections the server turned away: connect refused when the connects gave up, or
+    /// closed, reset or answered with anything but `VERSION` at the check.
     pub refused: usize,
-    /// Connects that never completed, and checks that got no answer, within the timeout.
+    /// Connects that had not completed, and checks that had no answer, when the connects or
+    /// the check gave up.
     pub timed_out: usize,
     pub connect_secs: f64,
     pub hold_secs: f64,
@@ -124,8 +129,8 @@ enum State {
 struct Connection {
     stream: Option<TcpStream>,
     state: State,
-    /// When the first connect was tried.
-    first_try: Option<Instant>,
+    /// The last connect attempt was refused (or reset) rather than left unanswered.
+    refused: bool,
     /// When the connect in progress was tried, or the check was sent.
     waiting_since: Option<Instant>,
     /// Bytes of the check request written so far.
@@ -135,11 +140,9 @@ struct Connection {
 }
 
 impl Connection {
-    /// When the connect in progress stalls or, if sooner, runs out of time.
-    fn overdue_at(&self, stall: Duration, timeout: Duration) -> Instant {
-        let this_try = self.waiting_since.expect("a connect has a start");
-        let first_try = self.first_try.expect("a connect has a start");
-        (this_try + stall).min(first_try + timeout)
+    /// When the connect in progress counts as stalled.
+    fn stalls_at(&self, stall: Duration) -> Instant {
+        self.waiting_since.expect("a connect has a start") + stall
     }
 }
 
@@ -160,7 +163,7 @@ pub fn open(config: &IdleConfig) -> Result<OpenConnections, String> {
         .map(|_| Connection {
             stream: None,
             state: State::Waiting,
-            first_try: None,
+            refused: false,
             waiting_since: None,
             sent: 0,
             line: Vec::new(),
@@ -352,9 +355,9 @@ impl OpenConnections {
         let mut retries: VecDeque<(Instant, usize)> = VecDeque::new();
         let mut in_progress: Vec<usize> = Vec::with_capacity(CONNECT_WINDOW);
         let mut pacing = Pacing::new(Instant::now());
+        let mut last_progress = Instant::now();
         let mut next = 0;
-        let mut resolved = 0;
-        while resolved < total {
+        while self.report.opened < total {
             let now = Instant::now();
             while in_progress.len() < pacing.window && now >= pacing.paused_until {
                 let index = match retries.front() {
@@ -368,32 +371,29 @@ impl OpenConnections {
                     }
                     _ => break,
                 };
-                let connection = &mut self.connections[index];
-                connection.first_try.get_or_insert(now);
-                connection.waiting_since = Some(now);
+                self.connections[index].waiting_since = Some(now);
                 let started = start_connect(self.poll.registry(), self.config.server, index)
                     .map_err(|e| format!("connection {index}: socket: {e}"))?;
                 match started {
                     Ok(stream) => {
+                        let connection = &mut self.connections[index];
                         connection.stream = Some(stream);
                         connection.state = State::Connecting;
                         in_progress.push(index);
                     }
-                    Err(error) => {
-                        resolved += self.connect_failed(index, &error, now, &mut retries)?;
-                    }
+                    Err(error) => self.connect_failed(index, &error, now, &mut retries)?,
                 }
             }
-            // Wake for the next retry, the end of a pause or the next connect to overdue.
-            let (stall, timeout) = (pacing.stall_after(), self.config.timeout);
-            let next_overdue = in_progress
+            // Wake for the next retry, the end of a pause or the next connect to stall.
+            let stall = pacing.stall_after();
+            let next_stall = in_progress
                 .iter()
-                .map(|&index| self.connections[index].overdue_at(stall, timeout))
+                .map(|&index| self.connections[index].stalls_at(stall))
                 .min();
             let wait = [
                 retries.front().map(|&(due, _)| due),
                 Some(pacing.paused_until),
-                next_overdue,
+                next_stall,
             ]
             .into_iter()
             .flatten()
@@ -426,25 +426,24 @@ impl OpenConnections {
                         pacing.completed(now.duration_since(began));
                         self.connections[index].state = State::Open;
                         self.report.opened += 1;
-                        resolved += 1;
+                        last_progress = now;
                     }
                     Ok(false) => {}
                     Err(error) => {
                         self.close(index);
-                        resolved += self.connect_failed(index, &error, now, &mut retries)?;
+                        self.connect_failed(index, &error, now, &mut retries)?;
                     }
                 }
             }
-            // Connects that took too long: past the timeout they are given up, short of it
-            // they count as stalled and are tried again. A completion whose event has not
-            // been seen yet is not mistaken for either.
+            // Connects that stalled are tried again; a completion whose event has not been
+            // seen yet is not mistaken for a stall.
             let mut overdue = Vec::new();
             in_progress.retain(|&index| {
                 let connection = &self.connections[index];
                 if connection.state != State::Connecting {
                     return false;
                 }
-                if now < connection.overdue_at(stall, timeout) {
+                if now < connection.stalls_at(stall) {
                     return true;
                 }
                 overdue.push(index);
@@ -457,39 +456,38 @@ impl OpenConnections {
                     .stream
                     .as_ref()
                     .is_some_and(|stream| stream.peer_addr().is_ok());
-                let first_try = connection.first_try.expect("a connect has a start");
                 if connected {
                     connection.state = State::Open;
                     self.report.opened += 1;
-                    resolved += 1;
-                } else if now.duration_since(first_try) >= timeout {
-                    self.close(index);
-                    self.connections[index].state = State::TimedOut;
-                    self.report.timed_out += 1;
-                    resolved += 1;
-                } else {
-                    if !stalls {
-                        pacing.stalled(now);
-                        stalls = true;
-                    }
-                    self.close(index);
-                    self.connections[index].state = State::Waiting;
-                    retries.push_back((pacing.paused_until, index));
+                    last_progress = now;
+                    continue;
                 }
+                if !stalls {
+                    pacing.stalled(now);
+                    stalls = true;
+                }
+                connection.refused = false;
+                self.close(index);
+                self.connections[index].state = State::Waiting;
+                retries.push_back((pacing.paused_until, index));
+            }
+            if now.duration_since(last_progress) >= self.config.timeout {
+                self.give_up_connects();
+                break;
             }
         }
         Ok(())
     }
 
-    /// Deals with a connect that failed: schedules a retry, or settles the connection as
-    /// refused or timed out. Returns how many connections that settled (0 or 1).
+    /// Deals with a connect that failed: schedules it to be tried again, unless the error
+    /// is not one a retry can mend.
     fn connect_failed(
         &mut self,
         index: usize,
         error: &io::Error,
         now: Instant,
         retries: &mut VecDeque<(Instant, usize)>,
-    ) -> Result<usize, String> {
+    ) -> Result<(), String> {
         if !retriable(error) {
             return Err(format!(
                 "connection {index}: connect to {}: {error}",
@@ -498,23 +496,33 @@ impl OpenConnections {
         }
         let connection = &mut self.connections[index];
         connection.stream = None;
-        let first_try = connection.first_try.expect("a connect has a start");
-        if now.duration_since(first_try) + RETRY_PAUSE < self.config.timeout {
-            connection.state = State::Waiting;
-            retries.push_back((now + RETRY_PAUSE, index));
-            return Ok(0);
-        }
-        if matches!(
+        connection.state = State::Waiting;
+        connection.refused = matches!(
             error.kind(),
             ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset
-        ) {
-            connection.state = State::Refused;
-            self.report.refused += 1;
-        } else {
-            connection.state = State::TimedOut;
-            self.report.timed_out += 1;
+        );
+        retries.push_back((now + RETRY_PAUSE, index));
+        Ok(())
+    }
+
+    /// Settles every connection not yet open: refused if its last connect was refused,
+    /// timed out otherwise (stalled, in progress, or never tried).
+    fn give_up_connects(&mut self) {
+        for index in 0..self.connections.len() {
+            let connection = &self.connections[index];
+            if !matches!(connection.state, State::Waiting | State::Connecting) {
+                continue;
+            }
+            let refused = connection.refused;
+            self.close(index);
+            if refused {
+                self.connections[index].state = State::Refused;
+                self.report.refused += 1;
+            } else {
+                self.connections[index].state = State::TimedOut;
+                self.report.timed_out += 1;
+            }
         }
-        Ok(1)
     }
 
     /// Closes connection `index`'s socket, if it has one.
@@ -535,6 +543,7 @@ impl OpenConnections {
         let mut checking: Vec<usize> = Vec::with_capacity(CHECK_WINDOW);
         let mut next = 0;
         let mut unsettled = self.report.opened;
+        let mut last_progress = start;
         while unsettled > 0 {
             let now = Instant::now();
             while checking.len() < CHECK_WINDOW && next < self.connections.len() {
@@ -556,25 +565,27 @@ impl OpenConnections {
                 }
             }
             let now = Instant::now();
-            let timeout = self.config.timeout;
             let report = &mut self.report;
             checking.retain(|&index| {
-                let connection = &mut self.connections[index];
-                match connection.state {
-                    State::Checking => {
-                        let since = connection.waiting_since.expect("a check has a start");
-                        if now.duration_since(since) < timeout {
-                            return true;
-                        }
-                        connection.state = State::TimedOut;
-                        report.timed_out += 1;
-                    }
+                match self.connections[index].state {
+                    State::Checking => return true,
                     State::Kept => report.kept += 1,
                     _ => report.refused += 1,
                 }
                 unsettled -= 1;
+                last_progress = now;
                 false
             });
+            if now.duration_since(last_progress) >= self.config.timeout {
+                // The server answers no more: whatever has not answered yet never will.
+                for connection in &mut self.connections {
+                    if matches!(connection.state, State::Open | State::Checking) {
+                        connection.state = State::TimedOut;
+                        self.report.timed_out += 1;
+                    }
+                }
+                break;
+            }
         }
         self.report.check_secs = start.elapsed().as_secs_f64();
         Ok(self.report)
@@ -830,6 +841,43 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn a_server_that_accepts_no_more_is_given_up_after_the_timeout() {
+        // A listen queue of one or two that is never emptied: its connections complete on
+        // the client's side and are never answered; all others stall.
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).expect("bind");
+        socket.listen(1).expect("listen");
+        let server = socket
+            .local_addr()
+            .expect("address")
+            .as_socket()
+            .expect("inet");
+        let config = IdleConfig {
+            server,
+            conns: 600,
+            timeout: Duration::from_millis(300),
+        };
+        let start = Instant::now();
+        let open = open(&config).expect("connects");
+        let opened = open.opened();
+        assert!((1..=2).contains(&opened), "{opened} in a queue of 1");
+        let report = open.check(Duration::ZERO).expect("check");
+        // Well short of 600 connects waiting 300 ms each, a window at a time.
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            (report.kept, report.refused, report.timed_out),
+            (0, 0, 600),
+            "{report:?}"
+        );
+        drop(socket);
     }
 
     #[test]
