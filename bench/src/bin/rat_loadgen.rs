@@ -55,7 +55,8 @@ IDLE CONNECTIONS:
   --hold SECS          how long to hold them before the check [5]
   --hold-signal-file PATH
                        once connected, write the number of open connections to PATH
-  --timeout SECS       longest wait for one connect (with retries) or one check reply [10]
+  --timeout SECS       give up the connects when none completed, and the check when no
+                       reply came, for this long [10]
 
 Values are derived from their keys, so --verify needs no memory of what was stored; use
 --prefill (or an earlier --fill with the same --keys and --value-size) so gets find them.
