@@ -50,6 +50,9 @@ OPTIONS:
   --json               print the report as one JSON object instead of text
   -h, --help           print this help
 
+Values are derived from their keys, so --verify needs no memory of what was stored; use
+--prefill (or an earlier --fill with the same --keys and --value-size) so gets find them.
+
 IDLE CONNECTIONS:
   --idle-conns N       open N connections, hold them idle, then check each is still served
   --hold SECS          how long to hold them before the check [5]
@@ -57,9 +60,9 @@ IDLE CONNECTIONS:
                        once connected, write the number of open connections to PATH
   --timeout SECS       give up the connects when none completed, and the check when no
                        reply came, for this long [10]
-
-Values are derived from their keys, so --verify needs no memory of what was stored; use
---prefill (or an earlier --fill with the same --keys and --value-size) so gets find them.
+Once connected it prints `holding X connections for S s` on standard error; the report
+counts the connections kept (answered `version`), refused and timed out. Exit status 0
+whatever the server kept, 2 when the open-files limit is too low for N.
 ";
 
 /// The wire protocols `--protocol` accepts.
