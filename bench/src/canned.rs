@@ -25,6 +25,8 @@ use std::sync::Arc;
 const WAKER: Token = Token(usize::MAX);
 /// Largest data block accepted; larger storage commands close the connection.
 const MAX_DATA: usize = 16 * 1024 * 1024;
+/// Wait before accepting again after an accept failed (pending clients stay queued).
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 mod binary;
 
@@ -366,9 +368,12 @@ pub fn serve(listener: TcpListener, threads: usize, value_size: usize) -> io::Re
     for (turn, stream) in listener.incoming().enumerate() {
         let stream = match stream {
             Ok(stream) => stream,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             Err(e) => {
-                // Running out of descriptors or a connection reset before accept: go on.
+                // Out of descriptors most likely: go on after a pause, since a full
+                // descriptor table fails every accept at once.
                 eprintln!("rat_canned: accept: {e}");
+                std::thread::sleep(ACCEPT_RETRY);
                 continue;
             }
         };

@@ -30,6 +30,13 @@
 //! machine is the most any server could reach there with the same generator: the cost of
 //! loopback TCP and of the generator itself.
 //!
+//! # Idle connections
+//!
+//! `rat_loadgen --idle-conns N` ([`idle`]) asks what a connection costs a server when it
+//! does nothing: it opens N connections, holds them while a script samples the server's
+//! memory, then checks how many the server kept. It raises its own open-files limit first
+//! ([`fdlimit`]).
+//!
 //! # Replaying cache traces
 //!
 //! `rat_trace` asks a different question: not how fast a server answers, but how often
@@ -47,7 +54,9 @@ pub mod canned;
 pub mod cpu;
 pub mod dataset;
 pub mod engine;
+pub mod fdlimit;
 pub mod histogram;
+pub mod idle;
 pub mod protocol;
 pub mod report;
 pub mod rng;

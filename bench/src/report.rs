@@ -153,7 +153,8 @@ pub fn human(description: &RunDescription, summary: &Summary) -> String {
     text
 }
 
-enum Value {
+/// One value of a flat JSON object.
+pub enum Value {
     Text(String),
     Integer(u64),
     Real(Option<f64>),
@@ -200,6 +201,12 @@ pub fn json(description: &RunDescription, summary: &Summary, prefill_s: Option<f
         ("cpu_per_thread", Value::Real(s.cpu_per_thread)),
         ("cpu_us_per_request", Value::Real(s.cpu_us_per_request)),
     ];
+    json_object(&fields)
+}
+
+/// One flat JSON object on one line, fields in the order given; reals with three decimals,
+/// `None` and non-finite reals as `null`.
+pub fn json_object(fields: &[(&str, Value)]) -> String {
     let mut text = String::from("{");
     for (position, (name, value)) in fields.iter().enumerate() {
         if position > 0 {

@@ -57,6 +57,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Best effort: as many connections as the hard open-files limit allows; if the raise
+    // is refused, the limit in force stays and accepts beyond it wait.
+    let _ = rat_memcache_bench::fdlimit::raise_open_files_limit();
     let listener = match TcpListener::bind(address) {
         Ok(listener) => listener,
         Err(e) => {

@@ -4,20 +4,30 @@
 //! with every key, runs the measured phase and prints the report. Exit status: 0 on
 //! success, 1 for a bad command line, 2 when the run failed (connection error, timeout, or
 //! a reply the protocol does not allow).
+//!
+//! With `--idle-conns N` it instead opens N connections, holds them idle and reports how
+//! many the server kept ([`rat_memcache_bench::idle`]); that mode exits with 0 whatever the
+//! server kept, and with 2 only when it could not be set up (too low an open-files limit).
 
 use rat_memcache_bench::dataset::Dataset;
 use rat_memcache_bench::engine::{self, RunConfig, Stop, Workload};
+use rat_memcache_bench::fdlimit;
+use rat_memcache_bench::idle::{self, IdleConfig};
 use rat_memcache_bench::protocol::{BinaryProtocol, MetaProtocol, Protocol, TextProtocol};
 use rat_memcache_bench::report::{self, RunDescription, Summary};
 use rat_memcache_bench::workload::{Distribution, Mix};
+use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const HELP: &str = "\
 rat_loadgen: closed-loop load generator for memcached-compatible servers
 
 USAGE: rat_loadgen [OPTIONS]
+       rat_loadgen --idle-conns N [--server HOST:PORT] [--hold SECS]
+                   [--hold-signal-file PATH] [--timeout SECS] [--json]
 
 OPTIONS:
   --server HOST:PORT   server to load [127.0.0.1:11211]
@@ -42,6 +52,17 @@ OPTIONS:
 
 Values are derived from their keys, so --verify needs no memory of what was stored; use
 --prefill (or an earlier --fill with the same --keys and --value-size) so gets find them.
+
+IDLE CONNECTIONS:
+  --idle-conns N       open N connections, hold them idle, then check each is still served
+  --hold SECS          how long to hold them before the check [5]
+  --hold-signal-file PATH
+                       once connected, write the number of open connections to PATH
+  --timeout SECS       give up the connects when none completed, and the check when no
+                       reply came, for this long [10]
+Once connected it prints `holding X connections for S s` on standard error; the report
+counts the connections kept (answered `version`), refused and timed out. Exit status 0
+whatever the server kept, 2 when the open-files limit is too low for N.
 ";
 
 /// The wire protocols `--protocol` accepts.
@@ -68,6 +89,25 @@ struct Options {
     timeout: Duration,
     json: bool,
 }
+
+/// The idle-connections mode's settings.
+struct IdleOptions {
+    server: SocketAddr,
+    conns: usize,
+    hold: Duration,
+    signal_file: Option<PathBuf>,
+    timeout: Duration,
+    json: bool,
+}
+
+enum Mode {
+    Load(Options),
+    Idle(IdleOptions),
+}
+
+/// Descriptors the idle mode needs besides its connections: standard streams, the poll,
+/// the signal file, with room to spare.
+const SPARE_DESCRIPTORS: u64 = 64;
 
 fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
     name: &str,
@@ -103,22 +143,75 @@ fn parse_ratio(text: &str) -> Result<(u32, u32), String> {
     Ok((sets, gets))
 }
 
-fn parse_options() -> Result<Option<Options>, String> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(None);
-    }
-    let error = |e: pico_args::Error| e.to_string();
+fn parse_server(args: &mut pico_args::Arguments) -> Result<(SocketAddr, String), String> {
     let server_text: String = args
         .opt_value_from_str("--server")
-        .map_err(error)?
+        .map_err(|e| e.to_string())?
         .unwrap_or("127.0.0.1:11211".into());
     let server = server_text
         .to_socket_addrs()
         .map_err(|e| format!("--server {server_text}: {e}"))?
         .next()
         .ok_or_else(|| format!("--server {server_text}: no address"))?;
+    Ok((server, server_text))
+}
+
+fn parse_timeout(args: &mut pico_args::Arguments) -> Result<Duration, String> {
+    let timeout_text: String = args
+        .opt_value_from_str("--timeout")
+        .map_err(|e| e.to_string())?
+        .unwrap_or("10".into());
+    seconds("--timeout", &timeout_text)
+}
+
+fn parse_idle_options(mut args: pico_args::Arguments, conns: usize) -> Result<IdleOptions, String> {
+    let error = |e: pico_args::Error| e.to_string();
+    let (server, _) = parse_server(&mut args)?;
+    let hold = match args
+        .opt_value_from_str::<_, String>("--hold")
+        .map_err(error)?
+    {
+        None => Duration::from_secs(5),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .ok_or_else(|| format!("--hold must be a number of seconds, 0 or more, got {text}"))?,
+    };
+    let signal_file = args
+        .opt_value_from_os_str("--hold-signal-file", |path| {
+            Ok::<_, String>(PathBuf::from(path))
+        })
+        .map_err(error)?;
+    let options = IdleOptions {
+        server,
+        conns: positive("--idle-conns", conns)?,
+        hold,
+        signal_file,
+        timeout: parse_timeout(&mut args)?,
+        json: args.contains("--json"),
+    };
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!(
+            "unexpected arguments with --idle-conns: {rest:?} (it takes only --server, --hold, \
+             --hold-signal-file, --timeout and --json)"
+        ));
+    }
+    Ok(options)
+}
+
+fn parse_options() -> Result<Option<Mode>, String> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return Ok(None);
+    }
+    let error = |e: pico_args::Error| e.to_string();
+    if let Some(conns) = args.opt_value_from_str("--idle-conns").map_err(error)? {
+        return parse_idle_options(args, conns).map(|options| Some(Mode::Idle(options)));
+    }
+    let (server, server_text) = parse_server(&mut args)?;
     let threads = positive(
         "--threads",
         args.opt_value_from_str("--threads")
@@ -185,11 +278,7 @@ fn parse_options() -> Result<Option<Options>, String> {
         .opt_value_from_str("--seed")
         .map_err(error)?
         .unwrap_or(1u64);
-    let timeout_text: String = args
-        .opt_value_from_str("--timeout")
-        .map_err(error)?
-        .unwrap_or("10".into());
-    let timeout = seconds("--timeout", &timeout_text)?;
+    let timeout = parse_timeout(&mut args)?;
     let options = Options {
         server,
         server_text,
@@ -215,19 +304,23 @@ fn parse_options() -> Result<Option<Options>, String> {
     if !rest.is_empty() {
         return Err(format!("unexpected arguments: {rest:?} (see --help)"));
     }
-    Ok(Some(options))
+    Ok(Some(Mode::Load(options)))
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(Some(options)) => options,
+    let mode = match parse_options() {
+        Ok(Some(mode)) => mode,
         Ok(None) => return ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("rat_loadgen: {message}");
             return ExitCode::from(1);
         }
     };
-    match run(&options) {
+    let outcome = match mode {
+        Mode::Load(options) => run(&options),
+        Mode::Idle(options) => run_idle(&options),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("rat_loadgen: {message}");
@@ -332,4 +425,55 @@ fn print_report(
     } else {
         print!("{}", report::human(description, summary));
     }
+}
+
+/// Opens the connections, holds them, checks them and prints what the server kept.
+fn run_idle(options: &IdleOptions) -> Result<(), String> {
+    let needed = options.conns as u64 + SPARE_DESCRIPTORS;
+    let limit = fdlimit::raise_open_files_limit()
+        .map_err(|e| format!("reading the open-files limit (RLIMIT_NOFILE): {e}"))?;
+    if needed > limit {
+        return Err(format!(
+            "--idle-conns {} needs {needed} open files, but the open-files limit \
+             (RLIMIT_NOFILE, raised to its hard limit) is {limit}; raise the hard limit \
+             first, e.g. `ulimit -n {needed}` as root in the starting shell",
+            options.conns
+        ));
+    }
+    let config = IdleConfig {
+        server: options.server,
+        conns: options.conns,
+        timeout: options.timeout,
+    };
+    let open = idle::open(&config)?;
+    let held_since = Instant::now();
+    eprintln!(
+        "holding {} connections for {} s",
+        open.opened(),
+        options.hold.as_secs_f64()
+    );
+    if let Some(path) = &options.signal_file {
+        write_atomically(path, &format!("{}\n", open.opened()))
+            .map_err(|e| format!("--hold-signal-file {}: {e}", path.display()))?;
+    }
+    std::thread::sleep(options.hold.saturating_sub(held_since.elapsed()));
+    let report = open.check(held_since.elapsed())?;
+    if let Some(line) = &report.first_refusal {
+        eprintln!("first refusal: {line}");
+    }
+    if options.json {
+        println!("{}", report.json());
+    } else {
+        println!("{}", report.human());
+    }
+    Ok(())
+}
+
+/// Writes `text` to `PATH.tmp` and renames that to `path`, so a reader polling for `path`
+/// never sees it half written.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut temporary = OsString::from(path.as_os_str());
+    temporary.push(".tmp");
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
 }
