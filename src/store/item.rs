@@ -33,9 +33,9 @@
 //!   other policies are charged it too, so no policy costs more per item than another),
 //!   plus their share of the arena's spare room: the arena grows in steps of an eighth and
 //!   is compacted once an eighth of it is free, so 9/7 of a slot per item;
-//! * its hash-table bucket: a `u32` and a control byte, and hashbrown keeps tables between
-//!   7/16 and 7/8 full (compaction shrinks them too), so up to 5 / (7/16) ≈ 11.4 bytes
-//!   per item.
+//! * its hash-table entry: a `u32` and a tag byte, twelve to a 64-byte bucket, in a table
+//!   kept between 7/16 and 7/8 full (compaction shrinks it too), so up to
+//!   64/12 / (7/16) ≈ 12.2 bytes per item.
 //!
 //! A store's live heap blocks therefore stay within its limit, give or take the value a
 //! `set` is copying in before it takes its stripe lock.
@@ -52,6 +52,7 @@
 use std::mem::size_of;
 
 use super::eviction::GHOST_ENTRY_SIZE;
+use super::table::TABLE_COST;
 
 /// memcached's limit on key length; longer keys are never stored.
 pub const MAX_KEY_LEN: usize = 250;
@@ -125,10 +126,6 @@ const _: () = assert!(SLOT_SIZE == 48);
 /// length before it grows, so an arena takes at most 9/8 × 8/7 = 9/7 of a slot per live
 /// item.
 const ARENA_COST: usize = ((SLOT_SIZE + GHOST_ENTRY_SIZE) * 9).div_ceil(7);
-
-/// What one item costs in the hash table: a `u32` bucket and its control byte, at the
-/// table's lowest load factor (7/16, just after it doubled), rounded up.
-const TABLE_COST: usize = 12;
 
 /// memcached's `sizeof(item)` on 64-bit builds; part of the item size limit (`-I`).
 const MEMCACHED_ITEM_HEADER: usize = 48;

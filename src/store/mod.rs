@@ -11,9 +11,8 @@
 //! and 1024), each a [`parking_lot::Mutex`] around one shard (a stripe's state), padded to
 //! its own 128 bytes so that locking one stripe never bounces another's cache line. A key
 //! is hashed once, with foldhash under a per-store random seed: bits 40 and up choose the
-//! stripe, and the same hash then probes the stripe's table. (hashbrown takes a bucket from
-//! the low bits and its control tag from the top seven, so the stripe bits sit in between;
-//! taking them from the very top would give every key in a stripe the same tag.)
+//! stripe, and the same hash then probes the stripe's table, which takes a bucket from the
+//! low bits and a one-byte tag from bits 32-39.
 //!
 //! A get takes exactly one stripe lock and no other lock, allocates nothing, and writes
 //! nothing but its own item's slot (every eviction policy acts on a hit lazily, see
@@ -23,8 +22,9 @@
 //!
 //! # Items
 //!
-//! A stripe is an arena of 48-byte slots plus a `hashbrown::HashTable` of
-//! `u32` slot indices. Each item is one heap allocation holding its key and then its value;
+//! A stripe is an arena of 48-byte slots plus a hash table of `u32` slot indices in
+//! 64-byte buckets (the `table` module), whose line for a key a caller about to look up
+//! several keys can load ahead with [`Store::prefetch`]. Each item is one heap allocation holding its key and then its value;
 //! its flags, expiry, CAS, store time, eviction queue links and state and a fetched bit
 //! sit inline in the slot.
 //! Freed slots go on a free list and are reused before the arena grows; an arena more than
@@ -79,6 +79,7 @@ mod item;
 mod l2;
 mod shard;
 mod stats;
+mod table;
 mod tier;
 
 use std::cell::Cell;
@@ -99,6 +100,7 @@ use l2::{ItemHeader, Message, Tier};
 #[cfg(feature = "l2")]
 use shard::Adoption;
 use shard::{Deletion, Delta, Lookup, Moment, Shard, StoreRequest};
+use table::TableHint;
 
 pub use clock::Expiry;
 pub use eviction::EvictionStrategy;
@@ -109,6 +111,10 @@ pub use tier::{TierConfig, TierError, TierStats};
 /// What a command waits on, after its lock is released, for its write to be durable
 /// (only with the persistent tier's `sync_writes`).
 type Durable = Option<Receiver<()>>;
+
+/// Keys [`Store::prefetch`] loads at a time: enough for their misses to overlap, few
+/// enough that the first group's lines are still in the L1 cache when they are read.
+pub const PREFETCH_GROUP: usize = 16;
 
 /// Fewest stripes chosen automatically.
 const MIN_AUTO_STRIPES: usize = 16;
@@ -433,6 +439,8 @@ pub(crate) struct Shared {
     cas_enabled: bool,
     evictions_enabled: bool,
     max_item_size: usize,
+    /// Where each stripe's table lives, for [`Store::prefetch`] to read without its lock.
+    table_hints: Box<[TableHint]>,
 }
 
 impl Shared {
@@ -491,8 +499,8 @@ impl Store {
     pub fn new(config: StoreConfig) -> Store {
         let stripe_count = stripe_count(config.stripes);
         let stripes = (0..stripe_count)
-            .map(|_| Stripe {
-                shard: Mutex::new(Shard::new(config.eviction)),
+            .map(|stripe| Stripe {
+                shard: Mutex::new(Shard::new(stripe, config.eviction)),
             })
             .collect();
         Store {
@@ -503,6 +511,7 @@ impl Store {
                 cas_enabled: config.cas_enabled,
                 evictions_enabled: config.evictions_enabled,
                 max_item_size: config.max_item_size,
+                table_hints: (0..stripe_count).map(|_| TableHint::default()).collect(),
             },
             stripes,
             stripe_mask: stripe_count - 1,
@@ -533,6 +542,38 @@ impl Store {
     /// The configuration the store was built with.
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// Starts loading into the CPU's cache what looking up `keys` will read, so that the
+    /// cache misses of a multiget or of a batch of pipelined requests overlap instead of
+    /// each lookup waiting for its own three (table line, slot, item). Call it with the
+    /// keys about to be looked up, then look them up. Only a hint: it changes nothing.
+    ///
+    /// Keys go in groups of [`PREFETCH_GROUP`]. Each group takes three passes, each
+    /// loading the next step for every key while the previous pass's loads arrive: the
+    /// table lines (found from the hash alone, without a lock), then the slots they name,
+    /// then the items those slots point to (both under each stripe's lock, held only for
+    /// the read of one table entry or slot).
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        let mut hashes = [0u64; PREFETCH_GROUP];
+        let mut keys = keys.peekable();
+        while keys.peek().is_some() {
+            let mut count = 0;
+            for (hash, key) in hashes.iter_mut().zip(keys.by_ref()) {
+                *hash = self.shared.hash(key);
+                count += 1;
+            }
+            let group = &hashes[..count];
+            for &hash in group {
+                self.shared.table_hints[self.stripe_index(hash)].prefetch(hash);
+            }
+            for &hash in group {
+                self.stripe(hash).lock().prefetch_slot(hash);
+            }
+            for &hash in group {
+                self.stripe(hash).lock().prefetch_item(hash);
+            }
+        }
     }
 
     /// Looks up a live item, bumps it for eviction, marks it fetched, and hands it to

@@ -9,8 +9,6 @@
 //! the shortfall on the caller's behalf (`prepaid`) and runs the operation again. Nothing
 //! observable has changed when an operation returns `Err`.
 
-use hashbrown::HashTable;
-
 use super::budget::{Charge, Shortage};
 use super::clock::{Expiry, RelTime};
 use super::eviction::{EvictionPolicy, EvictionStrategy, Policy};
@@ -19,6 +17,7 @@ use super::item::{
     NIL,
 };
 use super::stats::ShardCounters;
+use super::table::{prefetch_line, SlotTable};
 use super::{
     DeleteOutcome, DeltaError, ItemView, MetaEntry, Shared, StoreMode, StoreOptions, StoreOutcome,
 };
@@ -27,6 +26,10 @@ use crate::ascii::{format_u64, parse_u64, MAX_DIGITS};
 /// A stripe whose arena is at least this long is compacted once more than an eighth of it
 /// is free (smaller arenas cost at most 12 KiB of free slots each).
 const COMPACT_MIN_SLOTS: usize = 256;
+
+/// How much of an item [`Shard::prefetch_item`] loads: a short item whole, the start
+/// of a long one (the copy that follows streams the rest).
+const PREFETCH_ITEM_BYTES: usize = 192;
 
 /// The smallest step by which an arena grows (it otherwise grows by an eighth).
 const MIN_ARENA_GROWTH: usize = 16;
@@ -132,7 +135,9 @@ pub struct SweepProgress {
 
 /// One stripe's items.
 pub struct Shard {
-    table: HashTable<SlotIndex>,
+    /// This stripe's number: where it publishes its table's place in `Shared`.
+    stripe: usize,
+    table: SlotTable,
     slots: Vec<Slot>,
     free_head: SlotIndex,
     policy: Policy,
@@ -140,9 +145,10 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(strategy: EvictionStrategy) -> Shard {
+    pub fn new(stripe: usize, strategy: EvictionStrategy) -> Shard {
         Shard {
-            table: HashTable::new(),
+            stripe,
+            table: SlotTable::default(),
             slots: Vec::new(),
             free_head: NIL,
             policy: Policy::new(strategy),
@@ -164,8 +170,33 @@ impl Shard {
     fn find(&self, hash: u64, key: &[u8]) -> Option<SlotIndex> {
         let slots = &self.slots;
         self.table
-            .find(hash, |&index| slots[index as usize].key() == key)
-            .copied()
+            .find(hash, |index| slots[index as usize].key() == key)
+    }
+
+    /// Starts loading the slot a lookup of `hash` will most likely read (its table line
+    /// should be loaded already).
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        if let Some(slot) = self.likely_slot(hash) {
+            prefetch_line((slot as *const Slot).cast());
+        }
+    }
+
+    /// Starts loading the key and the first bytes of the value of the item a lookup of
+    /// `hash` will most likely read (its slot should be loaded already).
+    #[inline]
+    pub fn prefetch_item(&self, hash: u64) {
+        if let Some(slot) = self.likely_slot(hash) {
+            let data = slot.data();
+            for offset in (0..data.len().min(PREFETCH_ITEM_BYTES)).step_by(64) {
+                prefetch_line(data[offset..].as_ptr());
+            }
+        }
+    }
+
+    #[inline]
+    fn likely_slot(&self, hash: u64) -> Option<&Slot> {
+        self.slots.get(self.table.likely(hash)? as usize)
     }
 
     /// Finds a visible item; an expired or flushed one is removed on the way.
@@ -698,7 +729,7 @@ impl Shard {
         keys.extend(
             self.table
                 .iter()
-                .map(|&index| &slots[index as usize])
+                .map(|index| &slots[index as usize])
                 .filter(|slot| moment.gone(slot).is_none())
                 .map(|slot| Box::from(slot.key())),
         );
@@ -793,31 +824,39 @@ impl Shard {
     /// memory back to the allocator when nothing is left.
     pub fn drop_flushed(&mut self, shared: &Shared, moment: &Moment) {
         let Shard {
+            stripe,
             table,
             slots,
             free_head,
             policy,
             counters,
         } = self;
+        let mut flushed = Vec::new();
+        let hint = &shared.table_hints[*stripe];
+        table.retain(
+            hint,
+            |index| {
+                let gone = moment.gone(&slots[index as usize]) == Some(Gone::Flushed);
+                if gone {
+                    flushed.push(index);
+                }
+                !gone
+            },
+            |index| shared.hash(slots[index as usize].key()),
+        );
         let mut freed = Charge::ZERO;
-        table.retain(|&mut index| {
-            let slot = &slots[index as usize];
-            if moment.gone(slot) != Some(Gone::Flushed) {
-                return true;
-            }
+        for index in flushed {
             freed.add(Charge {
-                bytes: slot.cost(),
+                bytes: slots[index as usize].cost(),
                 entries: 1,
             });
             policy.on_remove(slots, index);
             drop(slots[index as usize].release(*free_head));
             *free_head = index;
-            false
-        });
+        }
         counters.curr_items -= freed.entries as u64;
         shared.budget.release(freed);
         if table.is_empty() {
-            *table = HashTable::new();
             *slots = Vec::new();
             *free_head = NIL;
             policy.clear();
@@ -846,8 +885,13 @@ impl Shard {
             self.slots.push(slot);
             index
         };
-        let Shard { table, slots, .. } = self;
-        table.insert_unique(hash, index, |&other| {
+        let Shard {
+            stripe,
+            table,
+            slots,
+            ..
+        } = self;
+        table.insert(hash, index, &shared.table_hints[*stripe], |other| {
             shared.hash(slots[other as usize].key())
         });
         self.policy.on_insert(&mut self.slots, index, hash);
@@ -857,11 +901,8 @@ impl Shard {
 
     /// Takes an item out of the table, the policy and the arena, and gives its cost back.
     fn unlink(&mut self, shared: &Shared, hash: u64, index: SlotIndex) {
-        if let Ok(entry) = self.table.find_entry(hash, |&other| other == index) {
-            entry.remove();
-        } else {
-            debug_assert!(false, "a live slot is always in the table");
-        }
+        let found = self.table.remove(hash, index);
+        debug_assert!(found, "a live slot is always in the table");
         self.policy.on_remove(&mut self.slots, index);
         let slot = &mut self.slots[index as usize];
         let cost = slot.cost();
@@ -886,11 +927,11 @@ impl Shard {
         }
         let (mut compacted, new_index) = compact_arena(&mut self.slots, live + live / 8);
         self.policy.remap(&mut compacted, &new_index);
-        for index in self.table.iter_mut() {
-            *index = new_index[*index as usize];
-        }
+        self.table.renumber(|index| new_index[index as usize]);
         self.table
-            .shrink_to_fit(|&index| shared.hash(compacted[index as usize].key()));
+            .shrink_to_fit(&shared.table_hints[self.stripe], |index| {
+                shared.hash(compacted[index as usize].key())
+            });
         self.slots = compacted;
         self.free_head = NIL;
         true

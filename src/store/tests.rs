@@ -368,6 +368,52 @@ fn expired_items_are_invisible_to_every_command() {
 }
 
 #[test]
+fn prefetching_changes_nothing_a_command_can_see() {
+    let store = small_store();
+    let keys: Vec<Vec<u8>> = (0..300).map(|i| format!("key{i}").into_bytes()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let exptime = if i % 3 == 0 { 5 } else { 0 };
+        let outcome = store.store(StoreMode::Set, key, 0, Expiry::from_memcached(exptime), key);
+        assert_eq!(outcome, StoreOutcome::Stored);
+    }
+    store.advance_clock_for_test(5);
+    let missing: Vec<Vec<u8>> = (0..50).map(|i| format!("absent{i}").into_bytes()).collect();
+    let before = store.stats();
+    // More keys than one group, present, expired and absent ones, some twice.
+    store.prefetch(
+        keys.iter()
+            .chain(&missing)
+            .chain(&keys[..20])
+            .map(Vec::as_slice),
+    );
+    store.prefetch(std::iter::empty());
+    let after = store.stats();
+    assert_eq!(
+        (
+            after.curr_items,
+            after.bytes,
+            after.get_expired,
+            after.expired_unfetched
+        ),
+        (
+            before.curr_items,
+            before.bytes,
+            before.get_expired,
+            before.expired_unfetched
+        ),
+        "a prefetch neither removes expired items nor counts them"
+    );
+    for (i, key) in keys.iter().enumerate() {
+        let expected = (i % 3 != 0).then(|| key.clone());
+        assert_eq!(try_value(&store, key), expected);
+    }
+    for key in &missing {
+        assert_eq!(try_value(&store, key), None);
+    }
+    assert_eq!(store.stats().get_expired, 100);
+}
+
+#[test]
 fn touch_and_gat_change_expiry() {
     let store = small_store();
     store.store(StoreMode::Set, b"k", 0, Expiry::from_memcached(10), b"v");
