@@ -904,3 +904,46 @@ fn eviction_flag_chooses_the_policy() {
         refused.stderr
     );
 }
+
+/// A client that writes its requests and closes its side at once: the server must answer
+/// them and then notice the close, though the FIN arrives with the data and no later event
+/// announces it.
+#[test]
+fn requests_sent_with_the_close_are_answered_and_the_connection_ends() {
+    use std::io::Read;
+    use std::net::{Shutdown, TcpStream};
+
+    let server = start_server_under_test(&["-t", "2"]);
+    let mut observer = server.client();
+    let before = curr_connections(&mut observer);
+    for round in 0..200 {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        // One exchange first, so the connection is past its first turn and served from
+        // its events.
+        stream.write_all(b"version\r\n").expect("send");
+        let mut line = [0u8; 64];
+        let n = stream.read(&mut line).expect("version reply");
+        assert!(line[..n].starts_with(b"VERSION "), "{}", escape(&line[..n]));
+        let request = format!("set fin{round} 0 0 2\r\nok\r\nget fin{round}\r\n");
+        stream.write_all(request.as_bytes()).expect("send");
+        stream.shutdown(Shutdown::Write).expect("half-close");
+        let mut reply = Vec::new();
+        // Ends at the server's close; a server that missed the FIN times out instead.
+        stream
+            .read_to_end(&mut reply)
+            .expect("the server closes after answering");
+        let expected = format!("STORED\r\nVALUE fin{round} 0 2\r\nok\r\nEND\r\n");
+        assert_eq!(escape(&reply), escape(expected.as_bytes()), "round {round}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while curr_connections(&mut observer) > before {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections still counted"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}

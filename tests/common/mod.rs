@@ -146,6 +146,26 @@ fn log_path(name: &str) -> PathBuf {
 
 /// Starts `program` with `base_args(port)` followed by `extra`, retrying on a new port if
 /// the process dies before listening. Panics with the server's output if it never comes up.
+/// Whether something listens on TCP `port`. On Linux this reads the kernel's socket table
+/// instead of connecting, so the check leaves no connection behind for the server to
+/// count and close later, while a test is reading its connection counters.
+fn listening(port: u16) -> bool {
+    if cfg!(target_os = "linux") {
+        let local_port = format!(":{port:04X}");
+        ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+            fs::read_to_string(table).is_ok_and(|text| {
+                text.lines().skip(1).any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+                    fields.len() > 3 && fields[1].ends_with(&local_port) && fields[3] == "0A"
+                })
+            })
+        })
+    } else {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }
+}
+
 fn start(
     name: &str,
     program: &Path,
@@ -180,7 +200,7 @@ fn start(
                 );
                 break;
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if listening(port) {
                 return server;
             }
             if Instant::now() >= deadline {
@@ -704,7 +724,7 @@ pub fn launch_rat(extra: &[&str]) -> Launch {
                 }
                 return Launch::Exited { status, output };
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if listening(port) {
                 return Launch::Serving(server);
             }
             if Instant::now() >= deadline {
