@@ -178,7 +178,10 @@ impl Shard {
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
         if let Some(slot) = self.likely_slot(hash) {
-            prefetch_line((slot as *const Slot).cast());
+            // A 48-byte slot straddles two cache lines half the time.
+            let start: *const u8 = (slot as *const Slot).cast();
+            prefetch_line(start);
+            prefetch_line(start.wrapping_add(size_of::<Slot>() - 1));
         }
     }
 
@@ -188,8 +191,11 @@ impl Shard {
     pub fn prefetch_item(&self, hash: u64) {
         if let Some(slot) = self.likely_slot(hash) {
             let data = slot.data();
-            for offset in (0..data.len().min(PREFETCH_ITEM_BYTES)).step_by(64) {
-                prefetch_line(data[offset..].as_ptr());
+            let start = data.as_ptr() as usize;
+            let end = start + data.len().min(PREFETCH_ITEM_BYTES);
+            // Every line the bytes touch: an item starts anywhere in its first one.
+            for line in (start & !63..end).step_by(64) {
+                prefetch_line(line as *const u8);
             }
         }
     }
