@@ -15,6 +15,7 @@
 
 use super::auth;
 use super::counters::{bump, count_cas, count_fetch};
+use super::prefetch::{KeyBatch, PREFETCH_AHEAD};
 use super::stats::{self, Gathered, StatSink};
 use super::ServerContext;
 use crate::protocol::binary::{
@@ -22,7 +23,7 @@ use crate::protocol::binary::{
 };
 use crate::reactor::{Next, Progress, Session, TurnLimits};
 use crate::store::{
-    DeleteOutcome, DeltaError, DeltaRequest, Expiry, ItemView, StoreMode, StoreOptions,
+    DeleteOutcome, DeltaError, DeltaRequest, Expiry, ItemView, Store, StoreMode, StoreOptions,
     StoreOutcome,
 };
 use std::fmt::Display;
@@ -150,6 +151,8 @@ impl Session for BinarySession {
         let mut requests = 0;
         // Replies before this mark count as sent (see the module docs).
         let mut sent = out.len();
+        // Input before this offset had its keys prefetched.
+        let mut prefetched = 0;
         loop {
             if self.state.swallow > 0 {
                 let n = self.state.swallow.min(input.len() - pos);
@@ -171,6 +174,9 @@ impl Session for BinarySession {
             if requests == limits.requests {
                 return stop(pos, Next::Yield);
             }
+            if pos >= prefetched {
+                prefetched = pos + prefetch_ahead(self.ctx.store(), &input[pos..]);
+            }
             let request = match binary::parse(&input[pos..]) {
                 Parse::Incomplete { wanted } => return need_input(pos, wanted),
                 Parse::BadMagic => {
@@ -191,6 +197,46 @@ impl Session for BinarySession {
             }
         }
     }
+}
+
+/// Prefetches the keys of up to [`PREFETCH_AHEAD`] complete requests at the
+/// start of `input` (see the `prefetch` module) and returns how far it looked:
+/// a client's pipeline of quiet gets, say, waits for memory once.
+fn prefetch_ahead(store: &Store, input: &[u8]) -> usize {
+    let mut batch = KeyBatch::new();
+    let mut pos = 0;
+    for _ in 0..PREFETCH_AHEAD {
+        let Parse::Request(request) = binary::parse(&input[pos..]) else {
+            break;
+        };
+        if pos == 0 && request.len == input.len() {
+            return 0;
+        }
+        match request.command {
+            Command::Get { key, .. }
+            | Command::Store {
+                key,
+                value: Body::Complete(_),
+                ..
+            } => batch.push(key),
+            // The value is not all here, and what follows it even less.
+            Command::Store {
+                value: Body::Pending { .. },
+                ..
+            }
+            | Command::Concat {
+                value: Body::Pending { .. },
+                ..
+            } => break,
+            _ => {}
+        }
+        pos += request.len;
+        if pos >= input.len() || batch.is_full() {
+            break;
+        }
+    }
+    batch.prefetch(store);
+    pos.min(input.len())
 }
 
 /// What memcached lets through before SASL authentication: the SASL

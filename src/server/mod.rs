@@ -12,6 +12,7 @@ mod auth;
 mod binary;
 mod counters;
 mod meta;
+mod prefetch;
 mod protocol;
 mod session;
 mod stats;

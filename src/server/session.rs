@@ -13,6 +13,7 @@
 use super::auth::{self, TextStep};
 use super::counters::{bump, count_cas, count_fetch, WorkerCounters};
 use super::meta::{self, MetaStep};
+use super::prefetch::{KeyBatch, PREFETCH_AHEAD};
 use super::stats;
 use super::ServerContext;
 use crate::protocol::meta::{MetaKind, Request as MetaRequest};
@@ -23,12 +24,6 @@ use crate::protocol::text::{
 use crate::reactor::{Next, Progress, Session, TurnLimits};
 use crate::store::{DeltaError, Expiry, Store, StoreMode, StoreOutcome, PREFETCH_GROUP};
 use std::sync::Arc;
-
-/// How many requests ahead of the one being answered have their keys prefetched.
-const PREFETCH_AHEAD: usize = 16;
-
-/// The most keys of pipelined requests prefetched at once.
-const PREFETCH_KEYS: usize = 32;
 
 pub struct TextSession {
     ctx: Arc<ServerContext>,
@@ -216,43 +211,33 @@ impl Session for TextSession {
 }
 
 /// Stopped for want of input.
-/// Asks the store to start loading the table lines of the keys of up to
-/// [`PREFETCH_AHEAD`] complete requests at the start of `input`, so that the
-/// lookups of a pipelined batch overlap their cache misses instead of each
-/// waiting for its own. Returns how far it looked. A lone request is left
-/// alone: its miss has nothing to overlap with. Parsing twice costs less than
-/// one miss saved.
+/// Prefetches the keys of up to [`PREFETCH_AHEAD`] complete requests at the
+/// start of `input` (see the `prefetch` module) and returns how far it looked.
+/// Parsing twice costs less than one cache miss saved.
 fn prefetch_ahead(store: &Store, input: &[u8]) -> usize {
     let first_line = input.iter().position(|&byte| byte == b'\n');
     if first_line.is_none_or(|end| end + 1 == input.len()) {
         return 0;
     }
-    let mut keys: [&[u8]; PREFETCH_KEYS] = [&[]; PREFETCH_KEYS];
-    let mut count = 0;
+    let mut batch = KeyBatch::new();
     let mut pos = 0;
     for _ in 0..PREFETCH_AHEAD {
         let Parse::Line { command, len } = text::parse(&input[pos..]) else {
             break;
         };
         let mut end = pos + len;
-        let mut add = |key| {
-            if count < PREFETCH_KEYS {
-                keys[count] = key;
-                count += 1;
-            }
-        };
         match command {
-            Command::Get { keys, .. } => keys.for_each(add),
+            Command::Get { keys, .. } => keys.for_each(|key| batch.push(key)),
             Command::Store(header) => {
-                add(header.key);
+                batch.push(header.key);
                 end += DataBlock::wire_len(header.value_len);
             }
             Command::Delete { key, .. }
             | Command::IncrDecr { key, .. }
-            | Command::Touch { key, .. } => add(key),
+            | Command::Touch { key, .. } => batch.push(key),
             Command::Meta(MetaRequest::Command(command)) => {
                 if !command.key.is_binary() {
-                    add(command.key.raw());
+                    batch.push(command.key.raw());
                 }
                 if let MetaKind::Set { value_len, .. } = command.kind {
                     end += DataBlock::wire_len(value_len as usize);
@@ -262,11 +247,11 @@ fn prefetch_ahead(store: &Store, input: &[u8]) -> usize {
             _ => {}
         }
         pos = end.min(input.len());
-        if pos == input.len() || count == PREFETCH_KEYS {
+        if pos == input.len() || batch.is_full() {
             break;
         }
     }
-    store.prefetch(keys[..count].iter().copied());
+    batch.prefetch(store);
     pos
 }
 
