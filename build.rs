@@ -8,8 +8,9 @@
 //! into one section before `.text`, which leaves the rest unmapped until it runs.
 //!
 //! Only the server binary on Linux with glibc gets it, where the linker (GNU ld, or the
-//! LLD that Rust uses by default) understands `INSERT BEFORE`. A linker that does not
-//! (mold, say) is told nothing with `RAT_MEMCACHED_IDLE_LAYOUT=0`.
+//! LLD that Rust uses by default) understands `INSERT BEFORE`. `RAT_MEMCACHED_IDLE_LAYOUT=0`
+//! leaves it out: for a linker that does not (mold, say), and for the build that
+//! `link/idle-text.py` profiles.
 
 use std::env;
 

@@ -9,9 +9,12 @@ its cached neighbours (fault-around, 64 KiB by default), so scattered code keeps
 of .text resident. Listing the functions an idle server runs first, in a section of their
 own, keeps the rest unmapped until something runs it.
 
-Usage: cargo build --release && python3 link/idle-text.py [path/to/rat_memcached]
+Usage: RAT_MEMCACHED_IDLE_LAYOUT=0 cargo build --release
+       python3 link/idle-text.py [path/to/rat_memcached]
+       cargo build --release
 
-Needs valgrind (callgrind) and nm. The server runs under callgrind for a few seconds with
+The binary profiled must be linked without this script (RAT_MEMCACHED_IDLE_LAYOUT=0):
+callgrind attributes no code to a second executable section. Needs valgrind and nm. The server runs under callgrind for a few seconds with
 two workers, answers one `version`, and stops; every function that ran becomes a pattern.
 Symbol hashes (`17h<hash>E`, `Cs<hash>_`) are replaced by `*`, so the list survives
 rebuilds and compiler upgrades; a function renamed or added since falls back to .text,
