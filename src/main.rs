@@ -13,6 +13,13 @@ use std::process::ExitCode;
 static GLOBAL: rat_memcache::allocator::ServerAllocator =
     rat_memcache::allocator::ServerAllocator::new();
 
+/// Runs while the process starts, before mimalloc initialises; see
+/// [`reserve_small_arenas`](rat_memcache::allocator::reserve_small_arenas).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array.00100"]
+static RESERVE_SMALL_ARENAS: extern "C" fn() = rat_memcache::allocator::reserve_small_arenas;
+
 #[cfg(not(unix))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

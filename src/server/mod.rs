@@ -6,11 +6,13 @@
 //! a background thread that sweeps expired items and, with a persistent tier, one
 //! that warms memory up from disk. [`Server::wait`] returns once a signal or a
 //! client's `shutdown` (enabled with `-A`) stopped the reactor and the persistent
-//! tier has written out its queue.
+//! tier has written out its queue. Before it listens, the server raises its
+//! open-files limit to what `-c` needs ([`fdlimit`]).
 
 mod auth;
 mod binary;
 mod counters;
+pub mod fdlimit;
 mod meta;
 mod prefetch;
 mod protocol;
@@ -177,14 +179,24 @@ impl Server {
         ctx.auth = auth;
         let ctx = Arc::new(ctx);
         let threads = ctx.counters.len();
+        let endpoints = endpoints(&ctx.settings);
+        let own_descriptors = fdlimit::own_descriptors(
+            threads,
+            endpoints.tcp.len() + usize::from(endpoints.unix.is_some()),
+            endpoints.udp.len(),
+            ctx.settings.l2.data_dir.is_some(),
+        );
         let config = ReactorConfig {
             threads,
-            max_connections: ctx.settings.max_connections,
+            max_connections: fdlimit::fit_connections(
+                ctx.settings.max_connections,
+                own_descriptors,
+            ),
             requests_per_turn: ctx.settings.reqs_per_event,
             listen_backlog: ctx.settings.listen_backlog,
         };
         let reactor = Reactor::start(
-            &endpoints(&ctx.settings),
+            &endpoints,
             &config,
             Arc::new(Sessions(Arc::clone(&ctx))),
             Arc::clone(&ctx.reactor_stats),
