@@ -4,7 +4,7 @@
 //! default, set in the child between fork and exec, and checks what the server does
 //! with a `-c` far above it.
 
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "server"))]
 
 mod common;
 
