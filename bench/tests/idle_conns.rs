@@ -5,9 +5,11 @@
 //! tests; they build it once (a no-op when it is up to date) with the same Cargo and
 //! profile, or take the binary named by `RAT_MEMCACHED`.
 
-use std::net::TcpListener;
+mod common;
+
+use common::{field, free_port, loadgen};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// Path of an up-to-date `rat_memcached`.
@@ -55,10 +57,7 @@ impl RatMemcached {
     /// to listen: `rat_loadgen` retries refused connects, and a probe connection would
     /// itself take one of the `max_conns` places until the server noticed it closed.
     fn start(max_conns: usize) -> RatMemcached {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let child = Command::new(rat_memcached())
             .args([
                 "-p",
@@ -87,26 +86,6 @@ impl Drop for RatMemcached {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rat_loadgen"))
-        .args(args)
-        .output()
-        .expect("run rat_loadgen")
-}
-
-/// The number after `"name": ` in a flat JSON object.
-fn field(json: &str, name: &str) -> f64 {
-    let start = json
-        .find(&format!("\"{name}\": "))
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + name.len()
-        + 4;
-    let end = json[start..].find([',', '}']).expect("field ends") + start;
-    json[start..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number in {json}"))
 }
 
 /// Runs the idle mode with 300 connections held for a second; returns the JSON report and

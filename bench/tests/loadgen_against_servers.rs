@@ -1,10 +1,13 @@
 //! End-to-end runs of `rat_loadgen` against `rat_canned` and against deliberately broken
 //! servers, through the real binaries and real sockets.
 
+mod common;
+
+use common::{field, free_port, loadgen};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -42,26 +45,6 @@ impl Drop for Canned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rat_loadgen"))
-        .args(args)
-        .output()
-        .expect("run rat_loadgen")
-}
-
-/// The number after `"name": ` in a flat JSON object.
-fn field(json: &str, name: &str) -> f64 {
-    let start = json
-        .find(&format!("\"{name}\": "))
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + name.len()
-        + 4;
-    let end = json[start..].find([',', '}']).expect("field ends") + start;
-    json[start..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number in {json}"))
 }
 
 #[test]
@@ -322,10 +305,7 @@ impl Memcached {
             .iter()
             .map(|dir| PathBuf::from(dir).join("memcached"))
             .find(|path| path.is_file())?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let mut command = Command::new(program);
         command.args([
             "-p",

@@ -162,7 +162,7 @@ pub struct UnixEndpoint {
 }
 
 /// Connection counters, kept by the reactor and read by `stats`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReactorStats {
     /// Open connections; as in memcached, each worker's UDP socket counts as
     /// one.
@@ -173,10 +173,54 @@ pub struct ReactorStats {
     pub rejected_connections: AtomicU64,
     /// Connections made to wait for others after a large burst of input.
     pub conn_yields: AtomicU64,
+    /// Bytes each worker read from and wrote to its clients.
+    io: Box<[WorkerBytes]>,
+}
+
+impl ReactorStats {
+    /// Counters for a reactor of `workers` worker threads.
+    pub fn new(workers: usize) -> ReactorStats {
+        ReactorStats {
+            curr_connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            conn_yields: AtomicU64::new(0),
+            io: (0..workers.max(1))
+                .map(|_| WorkerBytes::default())
+                .collect(),
+        }
+    }
+
     /// Bytes read from clients, over every transport.
-    pub bytes_read: AtomicU64,
+    pub fn bytes_read(&self) -> u64 {
+        self.io
+            .iter()
+            .map(|io| io.read.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Bytes written to clients, over every transport.
-    pub bytes_written: AtomicU64,
+    pub fn bytes_written(&self) -> u64 {
+        self.io
+            .iter()
+            .map(|io| io.written.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Worker `index`'s byte counters.
+    fn worker_bytes(&self, index: usize) -> &WorkerBytes {
+        &self.io[index % self.io.len()]
+    }
+}
+
+/// One worker's byte counts, on cache lines of their own: every request adds to
+/// them, and counters shared by all workers would bounce their line from core to
+/// core on each.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct WorkerBytes {
+    read: AtomicU64,
+    written: AtomicU64,
 }
 
 /// A handle to stop the reactor from anywhere.

@@ -43,7 +43,7 @@
 //! any datagram anyway.
 
 use super::registry::ConnEntry;
-use super::{Next, ReactorStats, Session};
+use super::{Next, Session, WorkerBytes};
 use mio::net::UdpSocket;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -180,7 +180,7 @@ impl<S: Session> UdpEndpoint<S> {
         &mut self,
         buffers: UdpBuffers<'_>,
         budget: usize,
-        stats: &ReactorStats,
+        bytes: &WorkerBytes,
         now: u64,
     ) -> UdpTurn {
         let UdpBuffers {
@@ -199,7 +199,7 @@ impl<S: Session> UdpEndpoint<S> {
                     continue;
                 }
             };
-            stats.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+            bytes.read.fetch_add(len as u64, Ordering::Relaxed);
             let Some((request_id, payload)) = request(&read[..len]) else {
                 continue;
             };
@@ -211,15 +211,15 @@ impl<S: Session> UdpEndpoint<S> {
                 // Counted before sending (and taken back if the send fails),
                 // so a client that got the reply finds it in `stats`.
                 let len = datagram.len() as u64;
-                stats.bytes_written.fetch_add(len, Ordering::Relaxed);
+                bytes.written.fetch_add(len, Ordering::Relaxed);
                 match self.socket.send_to(datagram, peer) {
                     Ok(sent) => {
                         let unsent = len - sent as u64;
-                        stats.bytes_written.fetch_sub(unsent, Ordering::Relaxed);
+                        bytes.written.fetch_sub(unsent, Ordering::Relaxed);
                         true
                     }
                     Err(e) => {
-                        stats.bytes_written.fetch_sub(len, Ordering::Relaxed);
+                        bytes.written.fetch_sub(len, Ordering::Relaxed);
                         log::debug!("UDP reply to {peer} dropped: {e}");
                         false
                     }

@@ -5,7 +5,7 @@ use super::acceptor::{Accepted, WorkerHandle};
 use super::registry::{ConnEntry, ConnRegistry, Endpoint, Transport};
 use super::socket::Stream;
 use super::udp::{UdpBuffers, UdpEndpoint, UdpTurn};
-use super::{Next, ReactorStats, Session, SessionFactory, ShutdownHandle, TurnLimits};
+use super::{Next, ReactorStats, Session, SessionFactory, ShutdownHandle, TurnLimits, WorkerBytes};
 use crossbeam_channel::Receiver;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -235,7 +235,8 @@ impl<F: SessionFactory> Worker<F> {
             read: &mut self.read_buf,
             write: &mut self.write_buf,
         };
-        let turn = drive(conn, buffers, self.limits, &self.stats, now, reading);
+        let bytes = self.stats.worker_bytes(self.index);
+        let turn = drive(conn, buffers, self.limits, bytes, now, reading);
         if self.write_buf.capacity() > KEEP_OUTPUT_CAPACITY {
             self.write_buf = Vec::with_capacity(READ_CHUNK);
         }
@@ -264,7 +265,8 @@ impl<F: SessionFactory> Worker<F> {
             unit_ends: &mut self.unit_ends,
         };
         let budget = self.limits.requests.saturating_mul(UDP_DATAGRAMS_PER_TURN);
-        let turn = endpoint.serve(buffers, budget, &self.stats, self.registry.now());
+        let bytes = self.stats.worker_bytes(self.index);
+        let turn = endpoint.serve(buffers, budget, bytes, self.registry.now());
         if self.write_buf.capacity() > KEEP_OUTPUT_CAPACITY {
             self.write_buf = Vec::with_capacity(READ_CHUNK);
         }
@@ -316,7 +318,7 @@ fn drive<S: Session>(
     conn: &mut Conn<S>,
     buffers: Buffers<'_>,
     limits: TurnLimits,
-    stats: &ReactorStats,
+    bytes: &WorkerBytes,
     now: u64,
     reading: Reading,
 ) -> Turn {
@@ -331,7 +333,7 @@ fn drive<S: Session>(
     loop {
         // Replies first: nothing new is read while any are unsent.
         if conn.output_sent < conn.output.len() {
-            match send(&mut conn.socket, &conn.output[conn.output_sent..], stats) {
+            match send(&mut conn.socket, &conn.output[conn.output_sent..], bytes) {
                 Ok(n) => conn.output_sent += n,
                 Err(_) => return Turn::Close,
             }
@@ -360,7 +362,7 @@ fn drive<S: Session>(
         let fresh = if input_ready {
             0
         } else {
-            match receive(conn, read_buf, stats) {
+            match receive(conn, read_buf, bytes) {
                 Ok(Received { bytes: 0, .. }) => return Turn::Close,
                 Ok(received) => {
                     drained = !received.filled;
@@ -403,7 +405,7 @@ fn drive<S: Session>(
 
         // One write for everything this batch produced.
         if !write_buf.is_empty() {
-            let sent = match send(&mut conn.socket, write_buf, stats) {
+            let sent = match send(&mut conn.socket, write_buf, bytes) {
                 Ok(n) => n,
                 Err(_) => return Turn::Close,
             };
@@ -427,7 +429,7 @@ struct Received {
 fn receive<S>(
     conn: &mut Conn<S>,
     read_buf: &mut [u8],
-    stats: &ReactorStats,
+    bytes: &WorkerBytes,
 ) -> io::Result<Received> {
     loop {
         let (result, room) = if conn.input.is_empty() {
@@ -444,7 +446,7 @@ fn receive<S>(
         match result {
             Ok(n) => {
                 if n > 0 {
-                    stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    bytes.read.fetch_add(n as u64, Ordering::Relaxed);
                     conn.input_stalled = false;
                 }
                 return Ok(Received {
@@ -512,12 +514,12 @@ impl InputBuf {
 }
 
 /// Writes as much of `bytes` as the socket takes; 0 when it takes none now.
-fn send(socket: &mut Stream, bytes: &[u8], stats: &ReactorStats) -> io::Result<usize> {
+fn send(socket: &mut Stream, bytes: &[u8], counts: &WorkerBytes) -> io::Result<usize> {
     // Counted before the write, and what the socket refuses taken back after:
     // a client that reads this reply and asks for `stats` at once must find
     // it counted already.
-    stats
-        .bytes_written
+    counts
+        .written
         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     let mut sent = 0;
     let result = loop {
@@ -534,7 +536,7 @@ fn send(socket: &mut Stream, bytes: &[u8], stats: &ReactorStats) -> io::Result<u
     };
     let unsent = (bytes.len() - sent) as u64;
     if unsent > 0 {
-        stats.bytes_written.fetch_sub(unsent, Ordering::Relaxed);
+        counts.written.fetch_sub(unsent, Ordering::Relaxed);
     }
     result
 }

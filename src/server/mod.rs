@@ -102,7 +102,7 @@ impl ServerContext {
                 .map(|_| WorkerCounters::default())
                 .collect(),
             stats_base: Mutex::new(CounterTotals::default()),
-            reactor_stats: Arc::new(ReactorStats::default()),
+            reactor_stats: Arc::new(ReactorStats::new(settings.threads)),
             registry: Arc::new(ConnRegistry::default()),
             started: Instant::now(),
             version: format!(

@@ -152,12 +152,8 @@ fn general(ctx: &ServerContext, out: &mut dyn StatSink) {
     stat(out, "store_no_memory", c.store_no_memory);
     stat(out, "auth_cmds", c.auth_cmds);
     stat(out, "auth_errors", c.auth_errors);
-    stat(out, "bytes_read", r.bytes_read.load(Ordering::Relaxed));
-    stat(
-        out,
-        "bytes_written",
-        r.bytes_written.load(Ordering::Relaxed),
-    );
+    stat(out, "bytes_read", r.bytes_read());
+    stat(out, "bytes_written", r.bytes_written());
     stat(out, "limit_maxbytes", s.limit_maxbytes);
     stat(out, "accepting_conns", 1);
     stat(out, "threads", ctx.settings.threads);

@@ -328,7 +328,12 @@ impl EvictionPolicy for Lru {
 
     #[inline]
     fn on_access(&mut self, slots: &mut [Slot], index: SlotIndex) {
-        slots[index as usize].policy |= USED;
+        // Written only when it changes: a hot item's slot then stays clean, and shared
+        // between the cores that read it, instead of bouncing from one to the other.
+        let slot = &mut slots[index as usize];
+        if slot.policy & USED == 0 {
+            slot.policy |= USED;
+        }
     }
 
     fn on_remove(&mut self, slots: &mut [Slot], index: SlotIndex) {
