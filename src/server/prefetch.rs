@@ -3,7 +3,7 @@
 //! When a read brings several requests (a pipelining client), the sessions collect the
 //! keys of the next few and hand them to [`Store::prefetch`] before running the first:
 //! the cache misses of all their lookups then overlap, instead of each lookup paying its
-//! own. A lone request is not looked ahead of: its misses have nothing to overlap with.
+//! own. A lone key is not prefetched: its misses have nothing to overlap with.
 
 use crate::store::Store;
 
@@ -39,8 +39,12 @@ impl<'a> KeyBatch<'a> {
         self.count == PREFETCH_KEYS
     }
 
-    /// Starts loading what looking the keys up will read.
+    /// Starts loading what looking the keys up will read, when there are several:
+    /// the loads for one key depend on each other, so prefetching it alone only adds
+    /// its lock and its misses ahead of the lookup that would take them anyway.
     pub fn prefetch(&self, store: &Store) {
-        store.prefetch(self.keys[..self.count].iter().copied());
+        if self.count > 1 {
+            store.prefetch(self.keys[..self.count].iter().copied());
+        }
     }
 }

@@ -210,7 +210,6 @@ impl Session for TextSession {
     }
 }
 
-/// Stopped for want of input.
 /// Prefetches the keys of up to [`PREFETCH_AHEAD`] complete requests at the
 /// start of `input` (see the `prefetch` module) and returns how far it looked.
 /// Parsing twice costs less than one cache miss saved.
@@ -255,6 +254,7 @@ fn prefetch_ahead(store: &Store, input: &[u8]) -> usize {
     pos
 }
 
+/// Stopped for want of input.
 fn carry_on(consumed: usize, wanted: usize) -> Progress {
     Progress {
         consumed,

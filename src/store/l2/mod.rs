@@ -83,6 +83,9 @@ const INITIAL_QUEUE_LIMIT: usize = 1024 * 1024;
 /// Waits for queue room are logged at most this often.
 const WAIT_LOG_INTERVAL_SECS: u32 = 10;
 
+/// How long a conflict on the directory's lock file is retried (see `lock_dir`).
+const OWN_LOCK_WAIT: Duration = Duration::from_secs(1);
+
 /// How long a conflict on melange_db's own lock is retried (see `open_db`).
 const MELANGE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -778,12 +781,22 @@ fn lock_dir(dir: &Path) -> Result<fs::File, TierError> {
         .write(true)
         .open(dir.join(LOCK_FILE))
         .map_err(io_error)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(TierError::InUse {
-            dir: dir.to_path_buf(),
-        }),
-        Err(fs::TryLockError::Error(error)) => Err(io_error(error)),
+    // A conflict is retried for a moment: a store this process is closing may not have
+    // let go yet (seen in tests that close and reopen a directory at once).
+    let give_up = Instant::now() + OWN_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(TierError::InUse {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(fs::TryLockError::Error(error)) => return Err(io_error(error)),
+        }
     }
 }
 
