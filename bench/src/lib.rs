@@ -34,8 +34,8 @@
 //!
 //! `rat_loadgen --idle-conns N` ([`idle`]) asks what a connection costs a server when it
 //! does nothing: it opens N connections, holds them while a script samples the server's
-//! memory, then checks how many the server kept. It raises its own open-files limit first
-//! ([`fdlimit`]).
+//! memory, then checks how many the server kept. It raises its own open-files limit first,
+//! with the server's own `raise_open_files_limit`.
 //!
 //! # Replaying cache traces
 //!
@@ -54,7 +54,6 @@ pub mod canned;
 pub mod cpu;
 pub mod dataset;
 pub mod engine;
-pub mod fdlimit;
 pub mod histogram;
 pub mod idle;
 pub mod protocol;

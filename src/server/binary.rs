@@ -209,9 +209,6 @@ fn prefetch_ahead(store: &Store, input: &[u8]) -> usize {
         let Parse::Request(request) = binary::parse(&input[pos..]) else {
             break;
         };
-        if pos == 0 && request.len == input.len() {
-            return 0;
-        }
         match request.command {
             Command::Get { key, .. }
             | Command::Store {

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     };
     // Best effort: as many connections as the hard open-files limit allows; if the raise
     // is refused, the limit in force stays and accepts beyond it wait.
-    let _ = rat_memcache_bench::fdlimit::raise_open_files_limit();
+    let _ = rat_memcache::server::fdlimit::raise_open_files_limit(u64::MAX);
     let listener = match TcpListener::bind(address) {
         Ok(listener) => listener,
         Err(e) => {

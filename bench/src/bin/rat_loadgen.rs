@@ -9,9 +9,9 @@
 //! many the server kept ([`rat_memcache_bench::idle`]); that mode exits with 0 whatever the
 //! server kept, and with 2 only when it could not be set up (too low an open-files limit).
 
+use rat_memcache::server::fdlimit::raise_open_files_limit;
 use rat_memcache_bench::dataset::Dataset;
 use rat_memcache_bench::engine::{self, RunConfig, Stop, Workload};
-use rat_memcache_bench::fdlimit;
 use rat_memcache_bench::idle::{self, IdleConfig};
 use rat_memcache_bench::protocol::{BinaryProtocol, MetaProtocol, Protocol, TextProtocol};
 use rat_memcache_bench::report::{self, RunDescription, Summary};
@@ -430,7 +430,8 @@ fn print_report(
 /// Opens the connections, holds them, checks them and prints what the server kept.
 fn run_idle(options: &IdleOptions) -> Result<(), String> {
     let needed = options.conns as u64 + SPARE_DESCRIPTORS;
-    let limit = fdlimit::raise_open_files_limit()
+    // As many as the hard limit allows.
+    let limit = raise_open_files_limit(u64::MAX)
         .map_err(|e| format!("reading the open-files limit (RLIMIT_NOFILE): {e}"))?;
     if needed > limit {
         return Err(format!(
